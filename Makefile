@@ -1,0 +1,62 @@
+# sonic-bench: everything the project needs is installed from here.
+#   make setup             virtualenv, Python packages, Debian packages (when root), model files
+#   make test              the test suite (real tritonserver, real Prometheus, real Locust)
+#   make serve             the embedded Triton server in the foreground
+#   make bench-standalone  the main job: a concurrency sweep of the embedded server
+#   make lint              ruff
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ONNX := model_repository/embedded/cnn_emtrkmichel_1/1/model.onnx
+RESULTS ?= results
+BENCH_ARGS ?=
+
+.PHONY: setup system-packages test serve bench-standalone baseline lint clean
+
+setup: $(BIN)/.installed system-packages $(ONNX)
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The Triton Python-backend stub embeds the system libpython of this Python version;
+# Prometheus records the server's metrics. Installed only when missing and when root.
+system-packages:
+	@missing=""; \
+	ldconfig -p | grep -q "libpython$(PYVER).so.1.0" || missing="$$missing libpython$(PYVER)"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "warning: missing system packages:$$missing (install them as root)"; \
+	  fi; \
+	fi
+
+$(ONNX): $(BIN)/.installed
+	$(BIN)/sonic-bench model export
+
+test: setup
+	$(BIN)/python -m pytest
+
+serve: setup
+	$(BIN)/sonic-bench serve
+
+baseline: setup
+	$(BIN)/sonic-bench baseline --results $(RESULTS)
+
+bench-standalone: setup
+	$(BIN)/sonic-bench baseline --results $(RESULTS) $(BENCH_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	find model_repository -name '*.onnx' -delete

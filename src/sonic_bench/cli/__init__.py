@@ -1,0 +1,40 @@
+"""The `sonic-bench` command line: one module per command group; only this layer prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sonic_bench import __version__
+from sonic_bench.cli import baseline_cmd, model_cmd, serve_cmd, workload_cmd
+from sonic_bench.errors import SonicBenchError
+
+COMMANDS = (model_cmd, serve_cmd, workload_cmd, baseline_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sonic-bench",
+        description="Benchmark inference as a service the way the SONIC ProtoDUNE-SP study did.",
+    )
+    parser.add_argument("--version", action="version", version=f"sonic-bench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except SonicBenchError as e:
+        print(f"sonic-bench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("sonic-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

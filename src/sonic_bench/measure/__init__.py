@@ -1,0 +1,1 @@
+"""Measurement: timing windows, statistics, the in-process baseline and the sweeps."""

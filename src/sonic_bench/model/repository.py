@@ -1,0 +1,78 @@
+"""The Triton model repository: which models it holds and writing their ONNX files.
+
+`model_repository/embedded/` is served by the embedded tritonserver (Python backend
+running onnxruntime on CPU); `model_repository/triton-gpu/` by the official Triton GPU
+container (`onnxruntime_onnx`, KIND_GPU). Configs are committed; the 48 MB ONNX files
+are generated, hard-linked so that the copies cost no disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.model.emtrackmichel import DEFAULT_SEED, model_bytes
+
+MODEL_DYNAMIC_BATCHING = "cnn_emtrkmichel_1"  # LArSoft's name for this model
+MODEL_NO_DYNAMIC_BATCHING = "cnn_emtrkmichel_1_nodb"
+MODEL_CALIBRATION = "emtrkmichel_zero"
+DEFAULT_REPOSITORY = Path("model_repository")
+EMBEDDED = "embedded"
+GPU = "triton-gpu"
+ONNX_FILE = "model.onnx"
+
+_ZERO_COMPUTE = re.compile(r'key:\s*"compute",\s*value:\s*\{\s*string_value:\s*"zeros"')
+
+
+def model_for(dynamic_batching: bool) -> str:
+    return MODEL_DYNAMIC_BATCHING if dynamic_batching else MODEL_NO_DYNAMIC_BATCHING
+
+
+def models_needing_onnx(repository: Path) -> list[Path]:
+    """Version-1 folders of every model whose config runs the network."""
+    folders = []
+    for config in sorted(repository.glob("*/*/config.pbtxt")):
+        if not _ZERO_COMPUTE.search(config.read_text()):
+            folders.append(config.parent / "1")
+    return folders
+
+
+def export_onnx(repository: Path, seed: int = DEFAULT_SEED) -> list[Path]:
+    """Write model.onnx into every model of `repository` that needs one; returns the paths."""
+    folders = models_needing_onnx(repository)
+    if not folders:
+        raise SonicBenchError(
+            f"no model configs under {repository}/*/*/config.pbtxt: pass --repository "
+            "pointing at sonic-bench's model_repository/"
+        )
+    data = model_bytes(seed)
+    first = folders[0] / ONNX_FILE
+    _write_if_changed(first, data)
+    written = [first]
+    for folder in folders[1:]:
+        target = folder / ONNX_FILE
+        _link_or_copy(first, target, data)
+        written.append(target)
+    return written
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _link_or_copy(source: Path, target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and os.path.samefile(source, target):
+        return
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        _write_if_changed(target, data)

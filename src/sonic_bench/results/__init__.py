@@ -1,0 +1,1 @@
+"""Run folders (schema v1): the records, and writing and reading them."""

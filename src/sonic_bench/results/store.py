@@ -1,0 +1,114 @@
+"""Writing a run folder as the run goes, and reading it back.
+
+The manifest is rewritten atomically on every change and each load level is appended to
+steps.csv as soon as it ends, so a crash or Ctrl-C loses at most the level in flight and
+leaves `status: partial`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.results.schema import STEP_COLUMNS, Manifest, RunStatus
+
+MANIFEST = "manifest.json"
+STEPS = "steps.csv"
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+class RunWriter:
+    """One run folder under `root`; use as a context manager to always leave a status."""
+
+    def __init__(self, root: Path, manifest: Manifest):
+        self.manifest = manifest
+        self.folder = root / manifest.run_id
+        try:
+            self.folder.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise SonicBenchError(
+                f"run folder {self.folder} already exists: choose another --label"
+            ) from None
+        self.steps_written = 0
+        self._save()
+
+    def _save(self) -> None:
+        _write_json_atomic(self.folder / MANIFEST, self.manifest.to_dict())
+
+    def append_step(self, row: dict[str, Any]) -> None:
+        unknown = set(row) - set(STEP_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown steps.csv columns: {sorted(unknown)}")
+        path = self.folder / STEPS
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=STEP_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow({c: _csv_value(row.get(c)) for c in STEP_COLUMNS})
+            f.flush()
+            os.fsync(f.fileno())
+        self.steps_written += 1
+
+    def warn(self, message: str) -> None:
+        self.manifest = self.manifest.with_warning(message)
+        self._save()
+
+    def finish(self, status: RunStatus, warnings: tuple[str, ...] = ()) -> None:
+        self.manifest = self.manifest.finished(status, warnings)
+        self._save()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb):
+        if exc_type is None:
+            if self.manifest.status == "running":
+                self.finish("complete")
+            return
+        reason = "interrupted" if exc_type is KeyboardInterrupt else f"{exc_type.__name__}: {exc}"
+        self.finish("partial" if self.steps_written else "failed", (f"run ended early: {reason}",))
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    folder: Path
+    manifest: dict[str, Any]
+    steps: list[dict[str, str]]
+
+
+def read_run(folder: Path) -> StoredRun:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SonicBenchError(f"{path} is missing: {folder} is not a sonic-bench run") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SonicBenchError(f"{path} is corrupt ({e}): re-run or remove it") from None
+    if manifest.get("schema_version") != 1:
+        raise SonicBenchError(f"{path}: schema_version {manifest.get('schema_version')!r} is not 1")
+    steps_path = folder / STEPS
+    steps: list[dict[str, str]] = []
+    if steps_path.exists():
+        with open(steps_path, newline="") as f:
+            steps = list(csv.DictReader(f))
+    return StoredRun(folder=folder, manifest=manifest, steps=steps)

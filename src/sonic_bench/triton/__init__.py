@@ -1,0 +1,1 @@
+"""Talking to Triton: the embedded server, clients, and the statistics API."""

@@ -1,0 +1,1 @@
+"""ProtoDUNE-SP-like events -> hits -> 48x48 patches -> request batches."""

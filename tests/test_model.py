@@ -1,0 +1,63 @@
+import hashlib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from sonic_bench.model import (
+    INPUT_NAME,
+    MICHEL_OUTPUT,
+    TRACK_EM_OUTPUT,
+    build_model,
+    count_parameters,
+    model_bytes,
+)
+from sonic_bench.model.emtrackmichel import EXPECTED_PARAMETERS
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model()
+
+
+def test_parameter_count_matches_the_paper(model):
+    assert count_parameters(model) == EXPECTED_PARAMETERS == 11_900_420
+
+
+def test_tensor_names_and_shapes(model):
+    graph = model.graph
+    (given,) = graph.input
+    assert given.name == INPUT_NAME
+    dims = [d.dim_value or d.dim_param for d in given.type.tensor_type.shape.dim]
+    assert dims == ["N", 48, 48, 1]
+    outputs = {
+        o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]
+        for o in graph.output
+    }
+    assert outputs == {TRACK_EM_OUTPUT: ["N", 3], MICHEL_OUTPUT: ["N", 1]}
+
+
+def test_layers_are_the_papers(model):
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Conv") == 1 and ops.count("Gemm") == 4
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    assert shapes["conv_w"] == (48, 1, 5, 5)
+    assert shapes["dense1_w"] == (92_928, 128)
+    assert shapes["dense2_w"] == (128, 32)
+
+
+def test_weights_are_byte_identical_for_a_seed_and_differ_across_seeds():
+    same = {hashlib.sha256(model_bytes(7)).hexdigest() for _ in range(2)}
+    assert len(same) == 1
+    assert hashlib.sha256(model_bytes(8)).hexdigest() not in same
+
+
+def test_outputs_are_a_softmax_and_a_sigmoid(model, patches):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    softmax, sigmoid = session.run([TRACK_EM_OUTPUT, MICHEL_OUTPUT], {INPUT_NAME: patches})
+    assert softmax.shape == (len(patches), 3) and sigmoid.shape == (len(patches), 1)
+    np.testing.assert_allclose(softmax.sum(axis=1), 1.0, atol=1e-5)
+    assert (softmax >= 0).all()
+    assert ((sigmoid > 0) & (sigmoid < 1)).all()
+    # Seeded weights still separate inputs: not a constant function.
+    assert softmax.std(axis=0).max() > 1e-3
