@@ -40,6 +40,14 @@ class BatchPool:
     def requests_per_event(self) -> float:
         return float(np.mean([len(e) for e in self.events]))
 
+    def sample(self, n: int) -> list[RequestBatch]:
+        """`n` batches spread evenly over the pool: the same mix of sizes, less memory."""
+        batches = self.batches
+        if n >= len(batches):
+            return batches
+        picks = np.linspace(0, len(batches) - 1, n).round().astype(int)
+        return [batches[i] for i in picks]
+
     def event(self, i: int) -> tuple[RequestBatch, ...]:
         """The i-th event of an endless replay."""
         return self.events[i % len(self.events)]

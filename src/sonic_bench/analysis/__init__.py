@@ -1,0 +1,1 @@
+"""Turning run folders into decisions: throughput, saturation, the latency model."""

@@ -1,0 +1,5 @@
+import sys
+
+from sonic_bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,229 @@
+"""One load level: warm up, measure in windows until stable, and account for every request.
+
+Hooks are the seam between measurement and presentation: the CLI subscribes to them to
+show progress; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.measure.load import ClosedLoop, LoadDriver, OpenLoop, wait_until
+from sonic_bench.measure.records import Clock, RequestRecord
+from sonic_bench.measure.stats import LatencySummary, summarize_latencies
+from sonic_bench.measure.windows import StabilityRule, Verdict, WindowStats, assess, window_stats
+from sonic_bench.triton.client import InferClient, ServerUnavailable
+from sonic_bench.triton.stats import ModelStats, StatsReader
+
+STATS_SETTLE_S = 3.0  # Triton counts an execution just after answering it
+CLIENT_BOUND_CPU_PERCENT = 90.0  # of one core: Python clients are GIL-bound
+
+
+@dataclass(frozen=True)
+class Level:
+    """Closed loop at `concurrency`, or open loop at `rate` requests/s."""
+
+    concurrency: int | None = None
+    rate: float | None = None
+    poisson: bool = False
+    max_in_flight: int = 64
+
+    @property
+    def label(self) -> str:
+        if self.rate is None:
+            return f"concurrency {self.concurrency}"
+        return f"rate {self.rate:g}/s{' (Poisson)' if self.poisson else ''}"
+
+
+@dataclass(frozen=True)
+class MeasurementSettings:
+    window_s: float = 5.0
+    warmup_s: float = 2.0
+    max_windows: int = 10
+    max_window_s: float = 60.0
+    rule: StabilityRule = StabilityRule()
+
+
+@dataclass
+class LevelHooks:
+    """Called as a level goes: on_window(level, window, verdict), on_warning(message)."""
+
+    on_window: list[Callable[[Level, WindowStats, Verdict], None]] = field(default_factory=list)
+    on_warning: list[Callable[[str], None]] = field(default_factory=list)
+
+    def window(self, level: Level, stats: WindowStats, verdict: Verdict) -> None:
+        for hook in self.on_window:
+            hook(level, stats, verdict)
+
+    def warning(self, message: str) -> None:
+        for hook in self.on_warning:
+            hook(message)
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    step: int
+    level: Level
+    windows: tuple[WindowStats, ...]
+    verdict: Verdict
+    span: tuple[float, float]  # measured span, unix seconds
+    records: tuple[RequestRecord, ...]  # every request of the level, warm-up included
+    server: ModelStats | None  # over the measured span
+    server_level: ModelStats | None  # over the whole level, after all answers
+    client_cpu_percent: float
+    warnings: tuple[str, ...] = ()
+
+    def measured(self) -> list[RequestRecord]:
+        start, end = self.span
+        return [r for r in self.records if start <= r.t_recv < end]
+
+    @property
+    def duration_s(self) -> float:
+        return self.span[1] - self.span[0]
+
+    def latency(self) -> LatencySummary:
+        return summarize_latencies([r.latency_ms for r in self.measured() if r.ok])
+
+    @property
+    def inferences_per_s(self) -> float:
+        return sum(r.batch_size for r in self.measured() if r.ok) / self.duration_s
+
+    @property
+    def requests_per_s(self) -> float:
+        return sum(1 for r in self.measured() if r.ok) / self.duration_s
+
+    @property
+    def send_lag_ms(self) -> float:
+        """Open loop: how late sends left against their schedule, on average."""
+        lags = [(r.t_send - r.t_scheduled) * 1000 for r in self.measured()]
+        return float(np.mean(lags)) if lags else float("nan")
+
+    def as_row(self, iso: Callable[[float], str]) -> dict:
+        measured = self.measured()
+        ok = [r for r in measured if r.ok]
+        row = {
+            "step": self.step,
+            "concurrency": self.level.concurrency,
+            "rate": self.level.rate,
+            "batch_size": float(np.mean([r.batch_size for r in ok])) if ok else None,
+            "started_at": iso(self.span[0]),
+            "ended_at": iso(self.span[1]),
+            "requests": len(ok),
+            "errors": len(measured) - len(ok),
+            "inferences_per_s": self.inferences_per_s,
+            "requests_per_s": self.requests_per_s,
+            "stable": self.verdict is Verdict.STABLE,
+            "client_cpu_percent": self.client_cpu_percent,
+            **self.latency().as_row(),
+        }
+        if self.server is not None:
+            row.update(self.server.as_row())
+        return row
+
+
+def _driver(level: Level, make_client: Callable[[], InferClient], clock: Clock) -> LoadDriver:
+    if level.rate is None:
+        return ClosedLoop(make_client, level.concurrency or 1, clock)
+    return OpenLoop(make_client, level.rate, level.poisson, level.max_in_flight, clock)
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def _settled(stats: StatsReader, before: ModelStats, inferences: int) -> ModelStats:
+    deadline = time.monotonic() + STATS_SETTLE_S
+    while True:
+        delta = stats.snapshot() - before
+        if delta.inference_count >= inferences or time.monotonic() > deadline:
+            return delta
+        time.sleep(0.05)
+
+
+def measure_level(
+    step: int,
+    level: Level,
+    make_client: Callable[[], InferClient],
+    settings: MeasurementSettings,
+    stats: StatsReader | None,
+    hooks: LevelHooks | None = None,
+    clock: Clock | None = None,
+) -> LevelResult:
+    hooks = hooks or LevelHooks()
+    clock = clock or Clock()
+    process = psutil.Process()
+    level_before = stats.snapshot() if stats else None
+    driver = _driver(level, make_client, clock)
+    driver.start()
+    try:
+        windows, verdict, span, server, cpu = _measure(
+            level, driver, settings, stats, hooks, clock, process
+        )
+    finally:
+        driver.stop()
+    if driver.setup_errors:
+        raise SonicBenchError(f"{level.label}: a client could not start: {driver.setup_errors[0]}")
+    records = tuple(driver.log.records())
+    server_level = None
+    if stats and level_before is not None:
+        done = sum(r.batch_size for r in records if r.ok)
+        server_level = _settled(stats, level_before, done)
+    warnings = _warnings(level, verdict, cpu)
+    for message in warnings:
+        hooks.warning(message)
+    return LevelResult(
+        step, level, tuple(windows), verdict, span, records, server, server_level, cpu, warnings
+    )
+
+
+def _measure(level, driver, settings, stats, hooks, clock, process):
+    wait_until(clock, clock.now() + settings.warmup_s)
+    start = clock.now()
+    server_before = stats.snapshot() if stats else None
+    cpu_before = _cpu_seconds(process)
+    windows: list[WindowStats] = []
+    window_s, t, verdict = settings.window_s, start, Verdict.UNSTABLE
+    while len(windows) < settings.max_windows:
+        wait_until(clock, t + window_s)
+        columns = driver.log.columns()
+        current = window_stats(
+            columns["t_recv"],
+            columns["latency_ms"],
+            columns["batch"],
+            columns["ok"],
+            t,
+            t + window_s,
+        )
+        windows.append(current)
+        t += window_s
+        if current.requests == 0 and current.errors > 0:
+            failed = next(r for r in reversed(driver.log.records()) if not r.ok)
+            raise ServerUnavailable(f"{level.label}: every request failed: {failed.error}")
+        verdict = assess(windows, settings.rule)
+        hooks.window(level, current, verdict)
+        if verdict is Verdict.STABLE:
+            break
+        if verdict is Verdict.TOO_FEW:
+            window_s = min(window_s * 2, settings.max_window_s)
+    cpu = 100.0 * (_cpu_seconds(process) - cpu_before) / (t - start)
+    server = stats.snapshot() - server_before if stats and server_before else None
+    return windows, verdict, (start, t), server, cpu
+
+
+def _warnings(level: Level, verdict: Verdict, cpu_percent: float) -> tuple[str, ...]:
+    warnings = []
+    if verdict is not Verdict.STABLE:
+        warnings.append(f"{level.label}: not stable ({verdict.value}) within the window limit")
+    if cpu_percent >= CLIENT_BOUND_CPU_PERCENT:
+        warnings.append(
+            f"{level.label}: the client used {cpu_percent:.0f}% of a core: the client, not the "
+            "server, may be the bottleneck (use shared memory, fewer workers, or distributed load)"
+        )
+    return tuple(warnings)

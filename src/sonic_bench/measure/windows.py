@@ -1,0 +1,86 @@
+"""Measurement windows and the stability rule, as pure functions of request records.
+
+A level is stable when the last `windows` windows agree within `tolerance` on throughput
+and on p99 latency (each within tolerance of their mean), as perf_analyzer decides it.
+A window with fewer than `min_requests` completions cannot be judged: the caller
+lengthens the windows instead of averaging noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class Verdict(Enum):
+    STABLE = "stable"
+    UNSTABLE = "unstable"  # keep measuring
+    TOO_FEW = "too few requests"  # lengthen the windows
+
+
+@dataclass(frozen=True)
+class StabilityRule:
+    windows: int = 3
+    tolerance: float = 0.10
+    min_requests: int = 5
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    start: float
+    end: float
+    requests: int  # successful
+    inferences: int
+    errors: int
+    p99_ms: float
+
+    @property
+    def throughput(self) -> float:
+        """Inferences per second."""
+        return self.inferences / (self.end - self.start)
+
+
+def window_stats(
+    t_recv: np.ndarray,
+    latency_ms: np.ndarray,
+    batch: np.ndarray,
+    ok: np.ndarray,
+    start: float,
+    end: float,
+) -> WindowStats:
+    """Requests that completed in [start, end)."""
+    inside = (t_recv >= start) & (t_recv < end)
+    good = inside & ok
+    latencies = latency_ms[good]
+    return WindowStats(
+        start=start,
+        end=end,
+        requests=int(good.sum()),
+        inferences=int(batch[good].sum()),
+        errors=int((inside & ~ok).sum()),
+        p99_ms=float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
+    )
+
+
+def _agree(values: Sequence[float], tolerance: float) -> bool:
+    mean = float(np.mean(values))
+    if not np.isfinite(mean) or mean == 0:
+        return False
+    return all(abs(v - mean) <= tolerance * mean for v in values)
+
+
+def assess(windows: Sequence[WindowStats], rule: StabilityRule = StabilityRule()) -> Verdict:
+    if windows and windows[-1].requests < rule.min_requests:
+        return Verdict.TOO_FEW
+    if len(windows) < rule.windows:
+        return Verdict.UNSTABLE
+    last = windows[-rule.windows :]
+    if any(w.requests < rule.min_requests for w in last):
+        return Verdict.TOO_FEW
+    stable = _agree([w.throughput for w in last], rule.tolerance) and _agree(
+        [w.p99_ms for w in last], rule.tolerance
+    )
+    return Verdict.STABLE if stable else Verdict.UNSTABLE

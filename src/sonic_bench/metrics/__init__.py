@@ -1,0 +1,1 @@
+"""Server-side metrics: Triton's Prometheus endpoint, through Prometheus or directly."""

@@ -1,0 +1,100 @@
+"""The sweep against the real embedded server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, server_config
+
+from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
+from sonic_bench.metrics.exposition import model_value, scrape
+from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.results.store import read_run
+from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
+from sonic_bench.triton.server import EmbeddedServer
+from sonic_bench.triton.stats import StatsReader
+
+QUICK = MeasurementSettings(window_s=0.5, warmup_s=0.2, max_windows=3)
+
+
+def _client_factory(server, model, pool, protocol="grpc", shared_memory=False):
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    endpoint = Endpoint(url, protocol, shared_memory=shared_memory)
+    batches = EncodedBatches(protocol, [b.patches for b in pool.batches[:4]], shared_memory)
+    return endpoint, (lambda: InferClient(endpoint, model, batches))
+
+
+@pytest.mark.parametrize(
+    ("protocol", "shared_memory"), [("grpc", False), ("http", False), ("grpc", True)]
+)
+def test_recorded_inferences_equal_tritons_own_counter(server, small_pool, protocol, shared_memory):
+    endpoint, make_client = _client_factory(
+        server, MODEL_CALIBRATION, small_pool, protocol, shared_memory
+    )
+    before = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
+    result = measure_level(
+        0, Level(concurrency=4), make_client, QUICK, StatsReader(endpoint, MODEL_CALIBRATION)
+    )
+    after = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
+    recorded = sum(r.batch_size for r in result.records if r.ok)
+    assert recorded > 0 and all(r.ok for r in result.records)
+    assert after - before == recorded
+    assert result.server_level.inference_count == recorded
+
+
+def test_level_row_has_server_side_times(server, small_pool):
+    endpoint, make_client = _client_factory(server, MODEL_NO_DYNAMIC_BATCHING, small_pool)
+    stats = StatsReader(endpoint, MODEL_NO_DYNAMIC_BATCHING)
+    result = measure_level(0, Level(concurrency=2), make_client, QUICK, stats)
+    row = result.as_row(str)
+    assert row["requests"] > 0 and row["errors"] == 0
+    assert row["server_compute_infer_us"] > 0
+    assert row["server_batch_avg"] == pytest.approx(row["batch_size"], rel=0.5)
+    assert row["latency_ms_p50"] <= row["latency_ms_p99"]
+
+
+def test_open_loop_latency_includes_schedule_lag(server, small_pool):
+    # One worker against a model that needs tens of ms per request, asked for 200/s:
+    # requests queue on the client, and their latency must show it.
+    endpoint, make_client = _client_factory(server, MODEL_NO_DYNAMIC_BATCHING, small_pool)
+    level = Level(rate=200.0, max_in_flight=1)
+    result = measure_level(0, level, make_client, QUICK, None)
+    ok = [r for r in result.records if r.ok]
+    service_ms = np.mean([(r.t_recv - r.t_send) * 1000 for r in ok])
+    latency_ms = np.mean([r.latency_ms for r in ok])
+    assert latency_ms > 3 * service_ms
+    assert result.send_lag_ms > service_ms
+
+
+def test_killing_the_server_mid_sweep_keeps_finished_levels(repository, tmp_path):
+    server = EmbeddedServer(server_config()).start()
+    results = tmp_path / "results"
+    command = [
+        sys.executable, "-m", "sonic_bench.cli", "sweep", "--url", server.grpc_url,
+        "--calibration", "--batch", "small", "--concurrency", "1,1,1,1,1,1",
+        "--window", "0.5", "--warmup", "0.2", "--max-windows", "3", "--results", str(results),
+    ]  # fmt: skip
+    sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(results.glob("*/steps.csv")) and sweep.poll() is None:
+            assert time.monotonic() < deadline, "the sweep wrote no level"
+            time.sleep(0.1)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        _, stderr = sweep.communicate(timeout=120)
+    finally:
+        server.stop()
+        sweep.kill()
+    assert sweep.returncode != 0
+    last = stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("sonic-bench: error:") and ("failed" in last or "statistics" in last)
+    (folder,) = results.iterdir()
+    run = read_run(folder)
+    assert run.manifest["status"] == "partial"
+    assert len(run.steps) >= 1 and int(run.steps[0]["requests"]) > 0

@@ -1,0 +1,55 @@
+"""Window and stability logic on recorded timestamps (pure functions, no sleeping)."""
+
+import numpy as np
+
+from sonic_bench.analysis.throughput import saturation
+from sonic_bench.measure.windows import StabilityRule, Verdict, WindowStats, assess, window_stats
+
+
+def windows(throughputs, p99s, requests=20, length=1.0):
+    return [
+        WindowStats(i * length, (i + 1) * length, requests, int(t * length), 0, p)
+        for i, (t, p) in enumerate(zip(throughputs, p99s, strict=True))
+    ]
+
+
+def test_three_agreeing_windows_are_stable():
+    assert assess(windows([1000, 1040, 980], [50, 52, 49])) is Verdict.STABLE
+
+
+def test_throughput_disagreement_is_unstable():
+    assert assess(windows([1000, 1300, 980], [50, 52, 49])) is Verdict.UNSTABLE
+
+
+def test_p99_disagreement_is_unstable():
+    assert assess(windows([1000, 1000, 1000], [50, 80, 49])) is Verdict.UNSTABLE
+
+
+def test_only_the_last_windows_count():
+    assert assess(windows([400, 1000, 1040, 980], [200, 50, 52, 49])) is Verdict.STABLE
+
+
+def test_fewer_windows_than_the_rule_needs_is_unstable():
+    assert assess(windows([1000, 1000], [50, 50])) is Verdict.UNSTABLE
+
+
+def test_too_few_requests_asks_for_longer_windows():
+    few = windows([1000, 1000, 1000], [50, 50, 50], requests=2)
+    assert assess(few, StabilityRule(min_requests=5)) is Verdict.TOO_FEW
+
+
+def test_window_stats_counts_completions_inside_the_window():
+    t_recv = np.array([0.1, 0.5, 0.99, 1.0, 1.5])
+    latency = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    batch = np.array([100, 100, 100, 100, 100])
+    ok = np.array([True, True, False, True, True])
+    w = window_stats(t_recv, latency, batch, ok, 0.0, 1.0)
+    assert (w.requests, w.inferences, w.errors) == (2, 200, 1)
+    assert w.throughput == 200.0
+    assert 10.0 <= w.p99_ms <= 20.0
+
+
+def test_saturation_and_knee():
+    sat = saturation([1, 2, 4, 8], [500, 960, 1000, 990])
+    assert sat.max_inferences_per_s == 1000 and sat.at_concurrency == 4
+    assert sat.knee_concurrency == 2
