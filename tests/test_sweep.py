@@ -62,7 +62,7 @@ def test_level_row_has_server_side_times(server, small_pool):
 def test_open_loop_latency_includes_schedule_lag(server, small_pool):
     # One worker against a model that needs tens of ms per request, asked for 200/s:
     # requests queue on the client, and their latency must show it.
-    endpoint, make_client = _client_factory(server, MODEL_NO_DYNAMIC_BATCHING, small_pool)
+    _, make_client = _client_factory(server, MODEL_NO_DYNAMIC_BATCHING, small_pool)
     level = Level(rate=200.0, max_in_flight=1)
     result = measure_level(0, level, make_client, QUICK, None)
     ok = [r for r in result.records if r.ok]

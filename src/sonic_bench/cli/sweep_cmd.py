@@ -221,7 +221,8 @@ def _sweep_one(args, endpoint: Endpoint, config: Configuration, pool: BatchPool,
     stats = StatsReader(endpoint, config.model)
     results: list[LevelResult] = []
     progress(
-        f"sweep {config.model}, batch ~{pool.avg_batch_size:.0f} ({config.setting}), {endpoint.protocol}"
+        f"sweep {config.model}, batch ~{pool.avg_batch_size:.0f} ({config.setting}), "
+        f"{endpoint.protocol}"
     )
     with RunWriter(
         args.results, _manifest(args, endpoint, config, pool, server_info, levels)
@@ -269,7 +270,8 @@ def _print_summary(config: Configuration, results: list[LevelResult], folder: Pa
     sat = saturation([r.level.concurrency for r in closed], [r.inferences_per_s for r in closed])
     if sat:
         print(
-            f"saturation: {sat.max_inferences_per_s:,.0f} inf/s at concurrency {sat.at_concurrency:g}; "
+            f"saturation: {sat.max_inferences_per_s:,.0f} inf/s "
+            f"at concurrency {sat.at_concurrency:g}; "
             f"95% of it from concurrency {sat.knee_concurrency:g}"
         )
     print(f"results: {folder}")

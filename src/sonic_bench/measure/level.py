@@ -47,7 +47,7 @@ class MeasurementSettings:
     warmup_s: float = 2.0
     max_windows: int = 10
     max_window_s: float = 60.0
-    rule: StabilityRule = StabilityRule()
+    rule: StabilityRule = field(default_factory=StabilityRule)
 
 
 @dataclass

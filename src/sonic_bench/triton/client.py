@@ -7,6 +7,7 @@ the transport, not in re-encoding the same patches (perf_analyzer does the same)
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,10 +168,8 @@ class InferClient:
     def close(self) -> None:
         if self._shm is not None:
             self._shm.close()
-        try:
+        with contextlib.suppress(Exception):  # a broken connection must not hide the real error
             self._client.close()
-        except Exception:
-            pass  # closing a broken connection must not hide the real error
 
 
 class _SharedMemory:
@@ -218,8 +217,6 @@ class _SharedMemory:
 
     def close(self) -> None:
         for role, handle in self.handles.items():
-            try:
+            with contextlib.suppress(Exception):  # the server may be gone; free the region anyway
                 self.client.unregister_system_shared_memory(self.names[role])
-            except Exception:
-                pass  # the server may be gone; the region is still ours to free
             shm.destroy_shared_memory_region(handle)
