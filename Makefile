@@ -50,8 +50,14 @@ serve: setup
 baseline: setup
 	$(BIN)/sonic-bench baseline --results $(RESULTS)
 
+# The paper's standalone measurement on the embedded CPU server: batch ~235 and ~1693,
+# dynamic batching on and off, concurrency 1-16 (the CPU server saturates at 2), plus the
+# in-process baseline that the served throughput is compared with.
+STANDALONE_SWEEP ?= --batch small,large --dynamic-batching both --concurrency 1,2,4,8,16 \
+	--window 3 --warmup 2 --max-windows 6
 bench-standalone: setup
-	$(BIN)/sonic-bench baseline --results $(RESULTS) $(BENCH_ARGS)
+	$(BIN)/sonic-bench baseline --duration 3 --results $(RESULTS)
+	$(BIN)/sonic-bench sweep $(STANDALONE_SWEEP) --results $(RESULTS) $(BENCH_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -25,7 +25,7 @@ class Verdict(Enum):
 class StabilityRule:
     windows: int = 3
     tolerance: float = 0.10
-    min_requests: int = 5
+    min_requests: int = 20  # below this a window's throughput is too coarse to judge (1/n)
 
 
 @dataclass(frozen=True)

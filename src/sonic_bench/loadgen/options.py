@@ -1,0 +1,108 @@
+"""The custom Locust arguments (shown in the web UI too) and their validated form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
+from sonic_bench.workload.batching import parse_batch_setting
+from sonic_bench.workload.event import DEFAULT_SEED
+
+PAPER_STAIRCASE = "1,2,5,10,20,50,100,200,300,400"
+REDUCED_EVENT_SCALE = 0.04  # the embedded CPU server saturates early and the stairs take ~15 min
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("sonic-bench", "grid jobs sending EmTrackMichelId requests")
+    group.add_argument("--url", default="127.0.0.1:8000", help="Triton host:port (HTTP or gRPC)")
+    group.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    group.add_argument("--model", default=MODEL_DYNAMIC_BATCHING, help="model to call")
+    group.add_argument("--batch-size", default="small", help="small (~235), large (~1693) or N")
+    group.add_argument(
+        "--event-scale",
+        type=float,
+        default=REDUCED_EVENT_SCALE,
+        help="fraction of a full event's requests and of its CPU work (1 = paper scale)",
+    )
+    group.add_argument(
+        "--other-seconds", type=float, default=110.0, help="non-ML work per full event (s)"
+    )
+    group.add_argument(
+        "--preprocess-seconds", type=float, default=7.0, help="patch preparation per full event"
+    )
+    group.add_argument("--burn-cpu", action="store_true", help="other work burns CPU, not waits")
+    group.add_argument(
+        "--staircase", default=PAPER_STAIRCASE, help="user counts; 'off' for plain -u/-r"
+    )
+    group.add_argument("--step-seconds", type=float, default=20.0, help="least hold per step")
+    group.add_argument(
+        "--step-seconds-per-user", type=float, default=0.8, help="extra hold per user"
+    )
+    group.add_argument("--workload-file", default="", help="workload file (default: simulate)")
+    group.add_argument("--seed", type=int, default=DEFAULT_SEED, help="workload seed")
+    group.add_argument("--results", default="results", help="folder for the run")
+    group.add_argument("--label", default="loadgen", help="run label")
+    group.add_argument("--max-retries", type=int, default=5, help="retries of a failed request")
+
+
+@dataclass(frozen=True)
+class LoadgenOptions:
+    url: str
+    protocol: str
+    model: str
+    batch_setting: int
+    event_scale: float
+    other_seconds: float
+    preprocess_seconds: float
+    burn_cpu: bool
+    staircase: tuple[int, ...]  # empty: plain -u/-r
+    step_seconds: float
+    step_seconds_per_user: float
+    workload_file: Path | None
+    seed: int
+    results: Path
+    label: str
+    max_retries: int
+
+    def hold_seconds(self, users: int) -> float:
+        return self.step_seconds + self.step_seconds_per_user * users
+
+
+def _staircase(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "off", "none"):
+        return ()
+    try:
+        steps = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        steps = ()
+    if not steps or any(s < 1 for s in steps):
+        raise SonicBenchError(f"--staircase {text!r}: give user counts like 1,2,5 or 'off'")
+    return steps
+
+
+def from_parsed(parsed) -> LoadgenOptions:
+    if not 0 < parsed.event_scale <= 1:
+        raise SonicBenchError(f"--event-scale {parsed.event_scale}: use a value in (0, 1]")
+    for name in ("other_seconds", "preprocess_seconds", "step_seconds", "step_seconds_per_user"):
+        if getattr(parsed, name) < 0:
+            raise SonicBenchError(f"--{name.replace('_', '-')} must not be negative")
+    return LoadgenOptions(
+        url=parsed.url,
+        protocol=parsed.protocol,
+        model=parsed.model,
+        batch_setting=parse_batch_setting(parsed.batch_size),
+        event_scale=parsed.event_scale,
+        other_seconds=parsed.other_seconds,
+        preprocess_seconds=parsed.preprocess_seconds,
+        burn_cpu=parsed.burn_cpu,
+        staircase=_staircase(parsed.staircase),
+        step_seconds=parsed.step_seconds,
+        step_seconds_per_user=parsed.step_seconds_per_user,
+        workload_file=Path(parsed.workload_file) if parsed.workload_file else None,
+        seed=parsed.seed,
+        results=Path(parsed.results),
+        label=parsed.label,
+        max_retries=parsed.max_retries,
+    )

@@ -1,0 +1,102 @@
+"""One grid job as a Locust user: other work, preprocessing, then the module's requests.
+
+Each inference fires Locust's `request` event (so Locust's own statistics see it) with
+the send and receive times in its context; each event fires `sonic_event`. The
+recorder listens to both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+
+import gevent
+from locust import User, constant
+
+from sonic_bench.loadgen.context import context_of
+from sonic_bench.triton.client import InferError
+
+_user_numbers = itertools.count()
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 10.0
+
+
+def burn_cpu(seconds: float) -> None:
+    """Real CPU work standing for reconstruction (only sensible with few users per core)."""
+    end = time.perf_counter() + seconds
+    x = 1.0
+    while time.perf_counter() < end:
+        for _ in range(1000):
+            x = x * 1.000001 + 1e-9
+        gevent.sleep(0)  # let other users' requests progress
+
+
+class GridJobUser(User):
+    """Processes events one after another, like a reconstruction job on a grid CPU."""
+
+    abstract = True
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.context = context_of(self.environment)
+        self.client = self.context.new_client()
+        self.event_number = random.randrange(len(self.context.plans))
+        process = getattr(self.environment.runner, "client_id", "local")
+        # One id per grid job: its requests and its events can be matched in the results.
+        self.worker = f"{process}/{next(_user_numbers)}"
+
+    def on_stop(self) -> None:
+        self.client.close()
+
+    def _work(self, seconds: float) -> None:
+        if self.context.options.burn_cpu:
+            burn_cpu(seconds)
+        else:
+            gevent.sleep(seconds)
+
+    def reconstruct_event(self) -> None:
+        plan = self.context.plan(self.event_number)
+        t_start = time.time()
+        self._work(plan.other_s)
+        t_module = time.time()
+        self._work(plan.preprocess_s)
+        failed = sum(not self._send(i) for i in self.context.batch_indices(self.event_number))
+        t_end = time.time()
+        self.environment.events.sonic_event.fire(
+            worker=self.worker,
+            event=self.event_number,
+            t_start=t_start,
+            other_s=t_module - t_start,
+            module_s=t_end - t_module,
+            total_s=t_end - t_start,
+            requests=len(plan.batches),
+            failed_requests=failed,
+        )
+        self.event_number += 1
+
+    def _send(self, index: int) -> bool:
+        """One blocking request, retried with back-off; False if it never succeeded."""
+        backoff = FIRST_BACKOFF_S
+        for attempt in range(self.context.options.max_retries + 1):
+            t_send = time.time()
+            error = None
+            try:
+                size = self.client.infer(index)
+            except InferError as e:
+                size, error = self.client.batches.sizes[index], e
+            t_recv = time.time()
+            self.environment.events.request.fire(
+                request_type=self.context.endpoint.protocol,
+                name=self.context.options.model,
+                response_time=(t_recv - t_send) * 1000.0,
+                response_length=size,
+                exception=error,
+                context={"sonic": True, "t_send": t_send, "t_recv": t_recv, "worker": self.worker},
+            )
+            if error is None:
+                return True
+            if attempt < self.context.options.max_retries:
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        return False
