@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from sonic_bench import __version__
@@ -24,7 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # `kill` and CI timeouts send SIGTERM: unwind like Ctrl-C so that the servers we
+    # started (in sessions of their own) are stopped and results are marked partial.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

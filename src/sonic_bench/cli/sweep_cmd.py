@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from sonic_bench.analysis.throughput import saturation
 from sonic_bench.cli.common import int_list, print_table, progress
+from sonic_bench.cli.metrics_options import (
+    add_metrics_options,
+    announce,
+    metrics_for,
+    record_metrics,
+    server_series_row,
+)
 from sonic_bench.cli.serve_cmd import add_server_options, server_config, start_server
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import (
@@ -22,6 +30,7 @@ from sonic_bench.measure.level import (
 )
 from sonic_bench.measure.records import append_requests
 from sonic_bench.measure.windows import StabilityRule, Verdict, WindowStats
+from sonic_bench.metrics.recording import RunMetrics
 from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
 from sonic_bench.results.machine import this_harness, this_machine
 from sonic_bench.results.schema import (
@@ -77,6 +86,7 @@ def register(commands) -> None:
     workload = parser.add_argument_group("workload")
     workload.add_argument("--seed", type=int, default=DEFAULT_SEED)
     workload.add_argument("--pool-batches", type=int, default=24, help="batches replayed")
+    add_metrics_options(parser)
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--label", default="sweep")
     parser.set_defaults(run=run)
@@ -149,16 +159,20 @@ def run(args: argparse.Namespace) -> int:
             endpoint = Endpoint(
                 args.url, args.protocol, args.ssl, _headers(args.header), args.shared_memory
             )
+            metrics_url = args.metrics_url or f"http://{args.url.rsplit(':', 1)[0]}:8002/metrics"
         else:
             server = stack.enter_context(start_server(server_config(args)))
             url = server.grpc_url if args.protocol == "grpc" else server.http_url
             endpoint = Endpoint(url, args.protocol, shared_memory=args.shared_memory)
+            metrics_url = server.metrics_url
+        metrics = stack.enter_context(metrics_for(args, metrics_url))
+        announce(metrics)
         pools: dict[int, BatchPool] = {}
         for config in configs:
             if config.setting not in pools:
                 progress(f"simulating a ProtoDUNE-SP event for batch setting {config.setting} ...")
                 pools[config.setting] = simulated_pool(config.setting, seed=args.seed)
-            _sweep_one(args, endpoint, config, pools[config.setting], levels)
+            _sweep_one(args, endpoint, config, pools[config.setting], levels, metrics)
     return 0
 
 
@@ -204,7 +218,9 @@ def _show_window(level: Level, window: WindowStats, verdict: Verdict) -> None:
     )
 
 
-def _sweep_one(args, endpoint: Endpoint, config: Configuration, pool: BatchPool, levels) -> None:
+def _sweep_one(
+    args, endpoint: Endpoint, config: Configuration, pool: BatchPool, levels, metrics: RunMetrics
+) -> None:
     server_info = check_server(endpoint, config.model)
     batches = EncodedBatches(
         endpoint.protocol,
@@ -224,23 +240,29 @@ def _sweep_one(args, endpoint: Endpoint, config: Configuration, pool: BatchPool,
         f"sweep {config.model}, batch ~{pool.avg_batch_size:.0f} ({config.setting}), "
         f"{endpoint.protocol}"
     )
-    with RunWriter(
-        args.results, _manifest(args, endpoint, config, pool, server_info, levels)
-    ) as writer:
-        for step, level in enumerate(levels):
-            result = measure_level(
-                step,
-                level,
-                lambda: InferClient(endpoint, config.model, batches),
-                settings,
-                stats,
-                hooks,
-            )
-            writer.append_step(result.as_row(_iso))
-            append_requests(writer.folder / "requests.csv.gz", step, list(result.records))
-            for message in result.warnings:
-                writer.warn(message)
-            results.append(result)
+    manifest = _manifest(args, endpoint, config, pool, server_info, levels)
+    with RunWriter(args.results, manifest) as writer:
+        writer.update(metrics=metrics.info())
+        started = time.time()
+        try:
+            for step, level in enumerate(levels):
+                result = measure_level(
+                    step,
+                    level,
+                    lambda: InferClient(endpoint, config.model, batches),
+                    settings,
+                    stats,
+                    hooks,
+                )
+                row = result.as_row(_iso)
+                row.update(server_series_row(metrics.level(config.model, *result.span)))
+                writer.append_step(row)
+                append_requests(writer.folder / "requests.csv.gz", step, list(result.records))
+                for message in result.warnings:
+                    writer.warn(message)
+                results.append(result)
+        finally:
+            record_metrics(metrics, writer, started)
     _print_summary(config, results, writer.folder)
 
 

@@ -11,7 +11,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,10 @@ class RunWriter:
             f.flush()
             os.fsync(f.fileno())
         self.steps_written += 1
+
+    def update(self, **changes: Any) -> None:
+        self.manifest = replace(self.manifest, **changes)
+        self._save()
 
     def warn(self, message: str) -> None:
         self.manifest = self.manifest.with_warning(message)

@@ -1,0 +1,127 @@
+"""Where server metrics come from: a Prometheus (ours or a cluster's), or, when none is
+usable, Triton's /metrics read directly at the same interval. Both give timed samples."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_api_client import PrometheusConnect
+
+from sonic_bench.metrics.exposition import scrape
+
+# What the paper watched, and what explains it: throughput, batching, queueing, devices.
+SERIES = (
+    "nv_inference_count",
+    "nv_inference_exec_count",
+    "nv_inference_request_success",
+    "nv_inference_request_failure",
+    "nv_inference_queue_duration_us",
+    "nv_inference_compute_input_duration_us",
+    "nv_inference_compute_infer_duration_us",
+    "nv_inference_compute_output_duration_us",
+    "nv_inference_pending_request_count",
+    "nv_gpu_utilization",
+    "nv_gpu_memory_used_bytes",
+    "nv_gpu_power_usage",
+    "nv_cpu_utilization",
+    "nv_cpu_memory_used_bytes",
+)
+
+
+@dataclass(frozen=True)
+class TimedSample:
+    t: float
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+    def label(self, name: str) -> str | None:
+        return dict(self.labels).get(name)
+
+
+class MetricsSource(Protocol):
+    name: str
+    interval_s: float
+
+    def samples(self, start: float, end: float) -> list[TimedSample]: ...
+    def close(self) -> None: ...
+
+
+class PrometheusSource:
+    """Range queries against a Prometheus that scrapes the server."""
+
+    name = "prometheus"
+
+    def __init__(self, url: str, interval_s: float = 1.0):
+        self.url = url
+        self.interval_s = interval_s
+        self._client = PrometheusConnect(url=url, disable_ssl=True)
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self._client.check_prometheus_connection())
+        except Exception:  # any failure means: not usable
+            return False
+
+    def samples(self, start: float, end: float) -> list[TimedSample]:
+        # Wait for the scrape that covers `end`, so a level's last second is not lost.
+        lag = end + self.interval_s * 1.5 - time.time()
+        if lag > 0:
+            time.sleep(lag)
+        out: list[TimedSample] = []
+        query = '{__name__=~"' + "|".join(SERIES) + '"}'
+        result = self._client.custom_query_range(
+            query,
+            start_time=dt.datetime.fromtimestamp(start, dt.UTC),
+            end_time=dt.datetime.fromtimestamp(end, dt.UTC),
+            step=f"{self.interval_s:g}s",
+        )
+        for series in result:
+            labels = dict(series["metric"])
+            metric = labels.pop("__name__")
+            keep = tuple(sorted((k, v) for k, v in labels.items() if k not in ("job", "instance")))
+            out += [TimedSample(float(t), metric, keep, float(v)) for t, v in series["values"]]
+        return sorted(out, key=lambda s: s.t)
+
+    def close(self) -> None:
+        pass
+
+
+class DirectSource:
+    """Reads Triton's /metrics every `interval_s` in a background thread."""
+
+    name = "direct"
+
+    def __init__(self, metrics_url: str, interval_s: float = 1.0):
+        self.metrics_url = metrics_url
+        self.interval_s = interval_s
+        self._samples: list[TimedSample] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sonic-scrape")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.time()
+            try:
+                for s in scrape(self.metrics_url):
+                    if s.metric in SERIES:
+                        self._samples.append(TimedSample(began, s.metric, s.labels, s.value))
+            except OSError:
+                self.errors += 1  # the server may be restarting; keep trying
+            self._stop.wait(max(0.0, self.interval_s - (time.time() - began)))
+
+    def samples(self, start: float, end: float) -> list[TimedSample]:
+        lag = end + self.interval_s * 1.1 - time.time()
+        if lag > 0 and not self._stop.is_set():
+            time.sleep(lag)
+        return [s for s in list(self._samples) if start <= s.t <= end + self.interval_s]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

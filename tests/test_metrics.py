@@ -1,0 +1,119 @@
+"""Server metrics through a real Prometheus (and the fallback), against the real server."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
+from sonic_bench.metrics.exposition import parse
+from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
+from sonic_bench.metrics.summary import counter_increase
+from sonic_bench.model.repository import (
+    MODEL_CALIBRATION,
+    MODEL_DYNAMIC_BATCHING,
+    MODEL_NO_DYNAMIC_BATCHING,
+)
+from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
+from sonic_bench.triton.server import free_port
+from sonic_bench.triton.stats import StatsReader
+
+REQUEST_PATCHES = 16
+# Levels several scrape intervals long: Prometheus sees a level through 1 s samples.
+SETTINGS = MeasurementSettings(window_s=1.5, warmup_s=0.5, max_windows=3)
+
+
+@pytest.fixture(scope="module")
+def prometheus(server, tmp_path_factory):
+    options = MetricsOptions(mode="prometheus", prometheus_port=free_port())
+    workdir = tmp_path_factory.mktemp("prometheus")
+    with RunMetrics(options, server.metrics_url, workdir) as metrics:
+        assert metrics.info().source == "prometheus", metrics.warnings
+        time.sleep(options.interval_s * 2)  # its first scrapes
+        yield metrics
+
+
+def _level(server, model: str, patches: np.ndarray, concurrency: int):
+    endpoint = Endpoint(server.grpc_url)
+    batches = EncodedBatches("grpc", [patches], shared_memory=False)
+    return measure_level(
+        0,
+        Level(concurrency=concurrency),
+        lambda: InferClient(endpoint, model, batches),
+        SETTINGS,
+        StatsReader(endpoint, model),
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "merges"), [(MODEL_DYNAMIC_BATCHING, True), (MODEL_NO_DYNAMIC_BATCHING, False)]
+)
+def test_recorded_executed_batch_size(server, prometheus, patches, model, merges):
+    request = patches[:REQUEST_PATCHES]
+    result = _level(server, model, request, concurrency=16)
+    summary = prometheus.level(model, *result.span)
+    if merges:
+        assert summary.exec_batch_avg > REQUEST_PATCHES
+    else:
+        assert summary.exec_batch_avg == pytest.approx(REQUEST_PATCHES)
+    assert 0 <= summary.cpu_utilization <= 1
+
+
+def test_server_count_over_a_level_agrees_with_the_client(server, prometheus, patches):
+    time.sleep(prometheus.options.interval_s * 2)  # an idle scrape before the level
+    start = time.time() - prometheus.options.interval_s
+    result = _level(server, MODEL_CALIBRATION, patches, concurrency=4)
+    end = time.time() + prometheus.options.interval_s
+    samples = prometheus.source.samples(start, end)
+    served = counter_increase(samples, "nv_inference_count", MODEL_CALIBRATION, start, end)
+    assert served == sum(r.batch_size for r in result.records if r.ok)
+
+
+def _fallback_run(server, tmp_path, options: MetricsOptions):
+    with RunMetrics(options, server.metrics_url, tmp_path) as metrics:
+        assert metrics.info().source == "direct" and metrics.info().status == "fallback"
+        assert metrics.warnings and "directly" in metrics.warnings[0]
+        start = time.time()
+        _level(server, MODEL_CALIBRATION, np.zeros((8, 48, 48, 1), np.float32), concurrency=2)
+        summary = metrics.level(MODEL_CALIBRATION, start, time.time())
+        written = metrics.write(tmp_path, start, time.time())
+    assert summary.inferences_per_s > 0
+    assert written.exists()
+    return metrics.warnings[0]
+
+
+def test_prometheus_binary_absent_falls_back(server, tmp_path):
+    options = MetricsOptions(prometheus_binary="no-such-prometheus", prometheus_port=free_port())
+    assert "not found" in _fallback_run(server, tmp_path, options)
+
+
+def test_prometheus_port_taken_falls_back(server, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        options = MetricsOptions(prometheus_port=taken.getsockname()[1])
+        assert "is taken" in _fallback_run(server, tmp_path, options)
+
+
+def test_unreachable_prometheus_url_falls_back(server, tmp_path):
+    options = MetricsOptions(prometheus_url=f"http://127.0.0.1:{free_port()}")
+    assert "unreachable" in _fallback_run(server, tmp_path, options)
+
+
+def test_exposition_parser_reads_labels_and_values():
+    text = (
+        "# HELP nv_inference_count Number of inferences\n"
+        'nv_inference_count{model="m",version="1"} 42\n'
+        'nv_inference_request_failure{model="m",reason="REJECTED",version="1"} 3\n'
+        "nv_cpu_utilization 0.5\n"
+    )
+    samples = parse(text)
+    assert [(s.metric, s.label("model"), s.value) for s in samples] == [
+        ("nv_inference_count", "m", 42.0),
+        ("nv_inference_request_failure", "m", 3.0),
+        ("nv_cpu_utilization", None, 0.5),
+    ]
+    assert samples[1].label("reason") == "REJECTED"
