@@ -24,10 +24,24 @@ LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py
 
 def locust_command(server, results: Path, *extra: str) -> list[str]:
     return [
-        *LOCUST, "--url", server.http_url, "--results", str(results),
-        "--event-scale", "0.01", "--other-seconds", "30", "--preprocess-seconds", "10",
-        "--step-seconds-per-user", "0", "--only-summary", "--loglevel", "WARNING", *extra,
-    ]  # fmt: skip
+        *LOCUST,
+        "--url",
+        server.http_url,
+        "--results",
+        str(results),
+        "--event-scale",
+        "0.01",
+        "--other-seconds",
+        "30",
+        "--preprocess-seconds",
+        "10",
+        "--step-seconds-per-user",
+        "0",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        *extra,
+    ]
 
 
 def run_locust(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
@@ -77,9 +91,10 @@ def _module_time_is_its_requests(events: list[dict], requests: list[dict]) -> No
         t_start, other = float(event["t_start"]), float(event["other_s"])
         t_end = t_start + float(event["total_s"])
         mine = [
-            r for r in requests
+            r
+            for r in requests
             if r["worker"] == event["worker"] and t_start + other <= float(r["t_send"]) <= t_end
-        ]  # fmt: skip
+        ]
         assert len(mine) == int(event["requests"])
         first_send = min(float(r["t_send"]) for r in mine)
         latencies = sum(float(r["latency_ms"]) for r in mine) / 1000
@@ -104,9 +119,17 @@ def test_master_with_two_worker_processes_writes_one_merged_run(server, tmp_path
 def test_server_stopped_mid_run_records_failures_and_keeps_the_folder(repository, tmp_path):
     server = EmbeddedServer(server_config()).start()
     command = locust_command(
-        server, tmp_path, "--model", MODEL_CALIBRATION, "--staircase", "2", "--step-seconds", "12",
-        "--max-retries", "2",
-    )  # fmt: skip
+        server,
+        tmp_path,
+        "--model",
+        MODEL_CALIBRATION,
+        "--staircase",
+        "2",
+        "--step-seconds",
+        "12",
+        "--max-retries",
+        "2",
+    )
     locust = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

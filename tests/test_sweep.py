@@ -76,10 +76,26 @@ def test_killing_the_server_mid_sweep_keeps_finished_levels(repository, tmp_path
     server = EmbeddedServer(server_config()).start()
     results = tmp_path / "results"
     command = [
-        sys.executable, "-m", "sonic_bench.cli", "sweep", "--url", server.grpc_url,
-        "--calibration", "--batch", "small", "--concurrency", "1,1,1,1,1,1",
-        "--window", "0.5", "--warmup", "0.2", "--max-windows", "3", "--results", str(results),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "sonic_bench.cli",
+        "sweep",
+        "--url",
+        server.grpc_url,
+        "--calibration",
+        "--batch",
+        "small",
+        "--concurrency",
+        "1,1,1,1,1,1",
+        "--window",
+        "0.5",
+        "--warmup",
+        "0.2",
+        "--max-windows",
+        "3",
+        "--results",
+        str(results),
+    ]
     sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

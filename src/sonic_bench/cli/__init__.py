@@ -7,10 +7,26 @@ import signal
 import sys
 
 from sonic_bench import __version__
-from sonic_bench.cli import baseline_cmd, model_cmd, serve_cmd, sweep_cmd, workload_cmd
+from sonic_bench.cli import (
+    analyze_cmd,
+    baseline_cmd,
+    model_cmd,
+    predict_cmd,
+    serve_cmd,
+    sweep_cmd,
+    workload_cmd,
+)
 from sonic_bench.errors import SonicBenchError
 
-COMMANDS = (model_cmd, serve_cmd, workload_cmd, baseline_cmd, sweep_cmd)
+COMMANDS = (
+    model_cmd,
+    serve_cmd,
+    workload_cmd,
+    baseline_cmd,
+    sweep_cmd,
+    analyze_cmd,
+    predict_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

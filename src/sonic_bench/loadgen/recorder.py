@@ -25,9 +25,17 @@ MESSAGE = "sonic_records"
 FLUSH_INTERVAL_S = 1.0
 STEP_GRACE_S = 3.0  # records of a step may still be on their way from workers
 EVENT_COLUMNS = (
-    "step", "users", "worker", "event", "t_start", "other_s", "module_s", "total_s",
-    "requests", "failed_requests",
-)  # fmt: skip
+    "step",
+    "users",
+    "worker",
+    "event",
+    "t_start",
+    "other_s",
+    "module_s",
+    "total_s",
+    "requests",
+    "failed_requests",
+)
 
 
 @dataclass

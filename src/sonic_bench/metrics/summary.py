@@ -45,8 +45,13 @@ def counter_increase(samples: list[TimedSample], metric: str, model: str | None,
 
 
 def gauge_mean(samples: list[TimedSample], metric: str, model: str | None, start, end) -> float:
-    values = [s.value for s in samples if s.metric == metric and start <= s.t <= end
-              and (model is None or s.label("model") in (None, model))]  # fmt: skip
+    values = [
+        s.value
+        for s in samples
+        if s.metric == metric
+        and start <= s.t <= end
+        and (model is None or s.label("model") in (None, model))
+    ]
     return sum(values) / len(values) if values else math.nan
 
 

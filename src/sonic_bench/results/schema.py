@@ -90,6 +90,7 @@ class LoadInfo:
     levels: tuple[float, ...]
     step_seconds: float
     shared_memory: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)  # what else shapes the load
 
 
 @dataclass(frozen=True)

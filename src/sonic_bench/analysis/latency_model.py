@@ -1,0 +1,84 @@
+"""The paper's latency model (Section 3.3, Eqs. 1-5), for planning and for fitting.
+
+t_ideal  = (1 - p) t_CPU + t_GPU + t_latency                                  (2)
+saturated when N_CPU / N_GPU > t_ideal / t_GPU                                (3)
+t_SONIC  = (1 - p) t_CPU + t_GPU [1 + max(0, N_CPU/N_GPU - t_ideal/t_GPU)] + t_latency   (4)
+         = t_GPU N_CPU / N_GPU when saturated                                 (5)
+with t_latency = t_preprocess + t_transmit + t_travel. The module (EmTrackMichelId) time
+is t_SONIC minus the work that is not accelerated, (1 - p) t_CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    t_cpu: float  # s, CPU-only event time
+    p: float  # fraction of t_cpu that is accelerated
+    t_gpu: float  # s of server time per event, per server (GPU)
+    t_preprocess: float = 0.0
+    t_transmit: float = 0.0
+    t_travel: float = 0.0
+    n_gpu: int = 1
+
+    @property
+    def t_latency(self) -> float:
+        return self.t_preprocess + self.t_transmit + self.t_travel
+
+    @property
+    def t_other(self) -> float:
+        """The event's work that stays on the CPU and is not part of the module."""
+        return (1 - self.p) * self.t_cpu
+
+    @property
+    def t_ideal(self) -> float:  # Eq. 2
+        return self.t_other + self.t_gpu + self.t_latency
+
+    @property
+    def cpu_per_gpu(self) -> float:  # Eq. 3's threshold
+        return self.t_ideal / self.t_gpu
+
+    @property
+    def n_sat(self) -> float:
+        return self.n_gpu * self.cpu_per_gpu
+
+    @property
+    def module_cpu_only(self) -> float:
+        """The module's time without a server: accelerated work plus its preprocessing."""
+        return self.p * self.t_cpu + self.t_preprocess
+
+    @property
+    def module_unsaturated(self) -> float:
+        return self.t_gpu + self.t_latency
+
+    @property
+    def module_speedup(self) -> float:
+        return self.module_cpu_only / self.module_unsaturated
+
+    @property
+    def total_speedup(self) -> float:
+        return self.t_cpu / self.t_ideal
+
+    def t_sonic(self, n_cpu: np.ndarray | float) -> np.ndarray:  # Eq. 4
+        ratio = np.asarray(n_cpu, dtype=float) / self.n_gpu
+        excess = np.maximum(0.0, ratio - self.cpu_per_gpu)
+        return self.t_other + self.t_gpu * (1 + excess) + self.t_latency
+
+    def module_time(self, n_cpu: np.ndarray | float) -> np.ndarray:
+        return self.t_sonic(n_cpu) - self.t_other
+
+
+def transmit_seconds(bytes_per_event: float, link_gbps: float) -> float:
+    return bytes_per_event * 8 / (link_gbps * 1e9)
+
+
+def travel_seconds(requests_per_event: float, rtt_ms: float) -> float:
+    return requests_per_event * rtt_ms / 1000.0
+
+
+def gpu_seconds(patches_per_event: float, inferences_per_s_per_gpu: float) -> float:
+    return patches_per_event / inferences_per_s_per_gpu

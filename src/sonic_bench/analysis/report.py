@@ -1,0 +1,138 @@
+"""report.md: the analysis of a set of runs as a person reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sonic_bench.analysis.summary import BaselineSummary, LoadgenSummary, SweepSummary
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "-" if v != v else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
+        return "-" if v is None else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def baseline_rows(b: BaselineSummary):
+    return [
+        (int(r.threads), r.batch_size, r.inferences_per_s, r.seconds_per_55k)
+        for r in b.table.itertuples()
+    ]
+
+
+def sweep_rows(sweeps: list[SweepSummary]):
+    rows = []
+    for s in sweeps:
+        sat = s.saturation
+        rows.append(
+            (
+                s.run.run_id,
+                s.label,
+                sat.max_inferences_per_s if sat else None,
+                sat.at_concurrency if sat else None,
+                sat.knee_concurrency if sat else None,
+                s.baseline_ratio,
+            )
+        )
+    return rows
+
+
+def _knee(s: LoadgenSummary) -> tuple[str, str]:
+    r = s.saturation
+    if r is None:
+        return "-", "-"
+    robust = f"{r.robust_n_sat:.0f}" if r.robust_n_sat else "-"
+    if not r.saturated:
+        return f"not saturated (> {r.n_sat_low:.0f})", robust
+    return f"{r.n_sat:.0f} [{r.n_sat_low:.0f}, {r.n_sat_high:.0f}]", robust
+
+
+def loadgen_rows(runs: list[LoadgenSummary]):
+    rows = []
+    for s in runs:
+        r, speedup = s.saturation, s.speedup
+        rows.append(
+            (
+                s.run.run_id,
+                s.label,
+                *_knee(s),
+                r.flat_module_s if r else None,
+                r.slope_s_per_client if r else None,
+                r.consistency if r else None,
+                speedup.module if speedup else None,
+                speedup.total if speedup else None,
+            )
+        )
+    return rows
+
+
+SWEEP_HEADERS = (
+    "run",
+    "configuration",
+    "max inf/s",
+    "at concurrency",
+    "knee (95%)",
+    "/ in-process",
+)
+LOADGEN_HEADERS = (
+    "run",
+    "configuration",
+    "N_sat [95% CI]",
+    "robust knee",
+    "flat module s",
+    "s per client",
+    "consistency",
+    "module speedup",
+    "total speedup",
+)
+BASELINE_HEADERS = ("threads", "batch", "inf/s", "s per 55k patches")
+
+
+def write_report(
+    path: Path,
+    baselines: list[BaselineSummary],
+    sweeps: list[SweepSummary],
+    loadgens: list[LoadgenSummary],
+    images: dict[str, Path],
+    skipped: list[str],
+) -> Path:
+    parts = ["# sonic-bench analysis", ""]
+    for b in baselines:
+        parts += [
+            f"## CPU-only baseline ({b.run_id})",
+            "",
+            _table(BASELINE_HEADERS, baseline_rows(b)),
+            "",
+        ]
+    if sweeps:
+        parts += ["## Standalone sweeps", "", _table(SWEEP_HEADERS, sweep_rows(sweeps)), ""]
+        if "throughput" in images:
+            parts += [f"![throughput and latency]({images['throughput'].name})", ""]
+    if loadgens:
+        parts += [
+            "## Grid jobs against the server (latency model fit)",
+            "",
+            _table(LOADGEN_HEADERS, loadgen_rows(loadgens)),
+            "",
+            "Consistency is slope x N_sat / (flat module time + other work): the paper's "
+            "model (Eq. 5) makes it 1.",
+            "",
+        ]
+        if "module_time" in images:
+            parts += [f"![module time against clients]({images['module_time'].name})", ""]
+        for s in loadgens:
+            parts += [f"- {s.run.run_id}: {w}" for w in s.warnings]
+    series = [(k, v) for k, v in images.items() if k.startswith("server:")]
+    if series:
+        parts += ["## Server side", ""]
+        parts += [f"![{k}]({v.name})" for k, v in series] + [""]
+    if skipped:
+        parts += ["## Skipped", ""] + [f"- {reason}" for reason in skipped] + [""]
+    path.write_text("\n".join(parts))
+    return path

@@ -1,0 +1,175 @@
+"""What each run says: sweeps' saturation, loadgen knees and speedups, baselines."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from sonic_bench.analysis.runs import LoadedRun, SkippedRun
+from sonic_bench.analysis.saturation_fit import SaturationResult, analyse_saturation
+from sonic_bench.analysis.throughput import Saturation, saturation
+
+
+@dataclass(frozen=True)
+class Speedup:
+    module: float
+    total: float
+    cpu_module_s: float
+    baseline_run: str
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    run_id: str
+    table: pd.DataFrame  # threads, batch_size, inferences_per_s, seconds_per_55k
+
+    def inferences_per_s(self, threads: int | None, batch: float) -> float | None:
+        rows = self.table if threads is None else self.table[self.table.threads == threads]
+        if threads is None:
+            rows = rows[rows.threads == rows.threads.max()]
+        if rows.empty:
+            return None
+        best = rows.iloc[(rows.batch_size - batch).abs().argsort()[:1]]
+        return float(best.inferences_per_s.iloc[0])
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    run: LoadedRun
+    saturation: Saturation | None
+    baseline_ratio: float | None = None
+
+    @property
+    def label(self) -> str:
+        m = self.run.manifest
+        db = "db on" if m["server"].get("dynamic_batching") else "db off"
+        shm = ", shm" if m["load"].get("shared_memory") else ""
+        return f"{m['server']['model']} batch {m['workload']['avg_batch_size']:.0f}, {db}{shm}"
+
+
+@dataclass(frozen=True)
+class LoadgenSummary:
+    run: LoadedRun
+    levels: pd.DataFrame  # users, events, module median/mean, total median
+    other_s: float
+    preprocess_s: float
+    saturation: SaturationResult | None
+    speedup: Speedup | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        m = self.run.manifest
+        db = "db on" if m["server"].get("dynamic_batching") else "db off"
+        workload = m["workload"]
+        scale = workload.get("event_scale", 1)
+        return f"batch {workload['avg_batch_size']:.0f}, {db}, scale {scale:g}"
+
+
+def summarize_baseline(run: LoadedRun) -> BaselineSummary:
+    steps = run.steps
+    table = pd.DataFrame(
+        {
+            "threads": steps.concurrency.astype(int),
+            "batch_size": steps.batch_size.astype(float),
+            "inferences_per_s": steps.inferences_per_s.astype(float),
+        }
+    )
+    table["seconds_per_55k"] = 55_000 / table.inferences_per_s
+    return BaselineSummary(run.run_id, table)
+
+
+def summarize_sweep(run: LoadedRun, baselines: list[BaselineSummary]) -> SweepSummary:
+    closed = run.steps.dropna(subset=["concurrency"])
+    sat = saturation(list(closed.concurrency), list(closed.inferences_per_s))
+    ratio = None
+    if sat and baselines:
+        reference = baselines[-1].inferences_per_s(None, run.manifest["workload"]["avg_batch_size"])
+        ratio = sat.max_inferences_per_s / reference if reference else None
+    return SweepSummary(run, sat, ratio)
+
+
+def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> LoadgenSummary:
+    events = run.events
+    if events is None or events.empty:
+        raise SkippedRun(f"{run.folder}: no finished events (events.csv missing or empty)")
+    ok = events[events.get("failed_requests", 0) == 0]
+    levels = (
+        ok.groupby("users")
+        .agg(
+            events=("module_s", "size"),
+            module_median_s=("module_s", "median"),
+            module_mean_s=("module_s", "mean"),
+            total_median_s=("total_s", "median"),
+        )
+        .reset_index()
+    )
+    parameters = run.manifest["load"].get("parameters", {})
+    other = float(ok.other_s.mean())
+    preprocess = float(parameters.get("preprocess_s_per_event", 0.0))
+    warnings: list[str] = []
+    result = None
+    if len(levels) >= 3:
+        result = analyse_saturation(ok.users.to_numpy(), ok.module_s.to_numpy(), other)
+        warnings += result.warnings
+    else:
+        warnings.append(f"only {len(levels)} user levels with events: no knee can be fitted")
+    flat = result.flat_module_s if result else float(levels.module_median_s.iloc[0])
+    speedup = _speedup(run, baselines, flat, other, preprocess)
+    return LoadgenSummary(run, levels, other, preprocess, result, speedup, tuple(warnings))
+
+
+def _speedup(run: LoadedRun, baselines, flat: float, other: float, preprocess: float):
+    if not baselines:
+        return None
+    workload = run.manifest["workload"]
+    single = baselines[-1].inferences_per_s(1, workload["avg_batch_size"])
+    if not single:
+        return None
+    cpu_module = workload["patches_per_event"] / single + preprocess
+    return Speedup(
+        module=cpu_module / flat,
+        total=(other + cpu_module) / (other + flat),
+        cpu_module_s=cpu_module,
+        baseline_run=baselines[-1].run_id,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return float(value)
+
+
+def to_json(summary) -> dict:
+    run = summary.run if hasattr(summary, "run") else None
+    if isinstance(summary, BaselineSummary):
+        levels = summary.table.to_dict(orient="records")
+        return {"run_id": summary.run_id, "kind": "baseline", "levels": levels}
+    out = {"run_id": run.run_id, "kind": run.kind, "status": run.manifest.get("status")}
+    if isinstance(summary, SweepSummary):
+        sat = summary.saturation
+        out["throughput"] = {
+            "max_inferences_per_s": _finite(sat.max_inferences_per_s) if sat else None,
+            "at_concurrency": _finite(sat.at_concurrency) if sat else None,
+            "knee_concurrency": _finite(sat.knee_concurrency) if sat else None,
+            "ratio_to_in_process": _finite(summary.baseline_ratio),
+        }
+    if isinstance(summary, LoadgenSummary):
+        r = summary.saturation
+        out["saturation"] = {
+            "saturated": bool(r.saturated) if r else False,
+            "n_sat": _finite(r.n_sat) if r else None,
+            "n_sat_low": _finite(r.n_sat_low) if r else None,
+            "n_sat_high": _finite(r.n_sat_high) if r else None,
+            "flat_module_s": _finite(r.flat_module_s) if r else None,
+            "slope_s_per_client": _finite(r.slope_s_per_client) if r else None,
+            "robust_n_sat": _finite(r.robust_n_sat) if r else None,
+            "consistency": _finite(r.consistency) if r else None,
+        }
+        if summary.speedup:
+            out["speedup"] = {"module": summary.speedup.module, "total": summary.speedup.total}
+        out["warnings"] = list(summary.warnings)
+    return out
