@@ -17,7 +17,7 @@ from conftest import ROOT, server_config
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.results.store import read_run
-from sonic_bench.triton.server import EmbeddedServer
+from sonic_bench.triton.server import EmbeddedServer, free_port
 
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py"), "--headless"]
 
@@ -82,6 +82,8 @@ def test_short_run_writes_everything_and_matches_tritons_count(server, tmp_path)
     assert after - before == sum(int(r["batch_size"]) for r in requests)
     events = read_events(folder)
     assert events and {e["users"] for e in events} <= {"2", "3"}
+    assert run.manifest["metrics"]["source"] in ("prometheus", "direct")
+    assert (folder / "metrics.csv.gz").exists()
     _module_time_is_its_requests(events, requests)
 
 

@@ -10,6 +10,7 @@ from sonic_bench import __version__
 from sonic_bench.cli import (
     analyze_cmd,
     baseline_cmd,
+    check_cmd,
     model_cmd,
     predict_cmd,
     serve_cmd,
@@ -26,6 +27,7 @@ COMMANDS = (
     sweep_cmd,
     analyze_cmd,
     predict_cmd,
+    check_cmd,
 )
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from sonic_bench.cli.common import progress
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
-from sonic_bench.metrics.summary import ServerSummary
 from sonic_bench.results.store import RunWriter
 
 
@@ -44,12 +43,6 @@ def announce(metrics: RunMetrics) -> None:
         progress(f"warning: {message}")
     if metrics.source is not None:
         progress(f"server metrics: {metrics.source.name} every {metrics.options.interval_s:g} s")
-
-
-def server_series_row(summary: ServerSummary | None) -> dict[str, float]:
-    if summary is None:
-        return {}
-    return {"gpu_utilization": summary.gpu_utilization, "cpu_utilization": summary.cpu_utilization}
 
 
 def record_metrics(metrics: RunMetrics, writer: RunWriter, started: float) -> None:

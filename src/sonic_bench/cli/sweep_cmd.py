@@ -17,7 +17,6 @@ from sonic_bench.cli.metrics_options import (
     announce,
     metrics_for,
     record_metrics,
-    server_series_row,
 )
 from sonic_bench.cli.serve_cmd import add_server_options, server_config, start_server
 from sonic_bench.errors import SonicBenchError
@@ -29,8 +28,10 @@ from sonic_bench.measure.level import (
     measure_level,
 )
 from sonic_bench.measure.records import append_requests
+from sonic_bench.measure.reference import InProcessReference
 from sonic_bench.measure.windows import StabilityRule, Verdict, WindowStats
-from sonic_bench.metrics.recording import RunMetrics
+from sonic_bench.metrics.recording import RunMetrics, server_series_row
+from sonic_bench.model.emtrackmichel import model_bytes
 from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
 from sonic_bench.results.machine import this_harness, this_machine
 from sonic_bench.results.schema import (
@@ -83,6 +84,13 @@ def register(commands) -> None:
     measure.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     measure.add_argument("--max-windows", type=int, default=10)
     measure.add_argument("--stability", type=float, default=0.10, help="tolerance (0.10 = 10%%)")
+    measure.add_argument("--repeat", type=int, default=1, help="trials of every level")
+    measure.add_argument(
+        "--reference",
+        action="store_true",
+        help="measure in-process onnxruntime before each level (for sonic-bench check)",
+    )
+    measure.add_argument("--reference-seconds", type=float, default=2.0)
     workload = parser.add_argument_group("workload")
     workload.add_argument("--seed", type=int, default=DEFAULT_SEED)
     workload.add_argument("--pool-batches", type=int, default=24, help="batches replayed")
@@ -107,6 +115,8 @@ def _levels(args: argparse.Namespace) -> list[Level]:
             Level(rate=r, poisson=args.poisson, max_in_flight=args.max_in_flight) for r in args.rate
         ]
     levels = args.concurrency or DEFAULT_CONCURRENCY
+    if args.repeat < 1:
+        raise SonicBenchError("--repeat must be at least 1")
     if any(c < 1 or c > MAX_CLIENTS for c in levels):
         raise SonicBenchError(f"--concurrency levels must be between 1 and {MAX_CLIENTS}")
     return [Level(concurrency=c) for c in levels]
@@ -235,6 +245,10 @@ def _sweep_one(
     )
     hooks = LevelHooks(on_window=[_show_window], on_warning=[lambda m: progress(f"warning: {m}")])
     stats = StatsReader(endpoint, config.model)
+    reference = None
+    if args.reference:
+        progress("in-process reference: the model through onnxruntime, between levels")
+        reference = InProcessReference(model_bytes(), batches.arrays, args.reference_seconds)
     results: list[LevelResult] = []
     progress(
         f"sweep {config.model}, batch ~{pool.avg_batch_size:.0f} ({config.setting}), "
@@ -245,7 +259,11 @@ def _sweep_one(
         writer.update(metrics=metrics.info())
         started = time.time()
         try:
-            for step, level in enumerate(levels):
+            plan = [(trial, level) for trial in range(args.repeat) for level in levels]
+            for step, (trial, level) in enumerate(plan):
+                row = {"trial": trial}
+                if reference is not None:
+                    row["reference_inferences_per_s"] = reference.measure()
                 result = measure_level(
                     step,
                     level,
@@ -254,7 +272,7 @@ def _sweep_one(
                     stats,
                     hooks,
                 )
-                row = result.as_row(_iso)
+                row.update(result.as_row(_iso))
                 row.update(server_series_row(metrics.level(config.model, *result.span)))
                 writer.append_step(row)
                 append_requests(writer.folder / "requests.csv.gz", step, list(result.records))

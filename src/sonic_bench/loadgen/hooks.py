@@ -8,7 +8,9 @@ other listeners may subscribe to it like to any Locust event.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from pathlib import Path
 
 import gevent
 import grpc.experimental.gevent as grpc_gevent
@@ -27,6 +29,7 @@ from sonic_bench.loadgen.recorder import (
     RecordBuffer,
     RunRecorder,
 )
+from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
 from sonic_bench.results.machine import this_harness, this_machine
 from sonic_bench.results.schema import (
     LoadInfo,
@@ -182,9 +185,27 @@ def _start_run(environment, **_) -> None:
     except SonicBenchError as e:
         _fail(environment, str(e))
         return
-    _state["recorder"] = RunRecorder(writer, context.steps)
+    metrics = _start_metrics(context.options, writer)
+    _state["recorder"] = RunRecorder(writer, context.steps, metrics)
     _state["warnings"] = []
     logger.info("sonic-bench: recording to %s", writer.folder)
+
+
+def _start_metrics(options, writer: RunWriter) -> RunMetrics | None:
+    if options.metrics == "off":
+        return None
+    settings = MetricsOptions(
+        mode=options.metrics,
+        prometheus_url=options.prometheus_url or None,
+        prometheus_port=options.prometheus_port,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="sonic-prometheus-"))
+    metrics = RunMetrics(settings, options.triton_metrics_url, workdir)
+    metrics.__enter__()
+    writer.update(metrics=metrics.info())
+    for message in metrics.warnings:
+        logger.warning("sonic-bench: %s", message)
+    return metrics
 
 
 @events.cpu_warning.add_listener

@@ -38,13 +38,24 @@ def add_arguments(parser) -> None:
     )
     group.add_argument("--step-seconds", type=float, default=20.0, help="least hold per step")
     group.add_argument(
-        "--step-seconds-per-user", type=float, default=0.8, help="extra hold per user"
+        "--step-seconds-per-user", type=float, default=0.6, help="extra hold per user"
     )
     group.add_argument("--workload-file", default="", help="workload file (default: simulate)")
     group.add_argument("--seed", type=int, default=DEFAULT_SEED, help="workload seed")
     group.add_argument("--results", default="results", help="folder for the run")
     group.add_argument("--label", default="loadgen", help="run label")
     group.add_argument("--max-retries", type=int, default=5, help="retries of a failed request")
+    group.add_argument(
+        "--metrics",
+        choices=["auto", "prometheus", "direct", "off"],
+        default="auto",
+        help="server metrics: start Prometheus (auto falls back to reading /metrics)",
+    )
+    group.add_argument(
+        "--metrics-url", default="", help="Triton /metrics (default: --url host:8002)"
+    )
+    group.add_argument("--prometheus-url", default="", help="an existing Prometheus")
+    group.add_argument("--prometheus-port", type=int, default=9090)
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,15 @@ class LoadgenOptions:
     results: Path
     label: str
     max_retries: int
+    metrics: str = "auto"
+    metrics_url: str = ""
+    prometheus_url: str = ""
+    prometheus_port: int = 9090
+
+    @property
+    def triton_metrics_url(self) -> str:
+        host = self.url.rsplit(":", 1)[0]
+        return self.metrics_url or f"http://{host}:8002/metrics"
 
     def hold_seconds(self, users: int) -> float:
         return self.step_seconds + self.step_seconds_per_user * users
@@ -105,4 +125,8 @@ def from_parsed(parsed) -> LoadgenOptions:
         results=Path(parsed.results),
         label=parsed.label,
         max_retries=parsed.max_retries,
+        metrics=parsed.metrics,
+        metrics_url=parsed.metrics_url,
+        prometheus_url=parsed.prometheus_url,
+        prometheus_port=parsed.prometheus_port,
     )

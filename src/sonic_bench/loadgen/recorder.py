@@ -19,6 +19,7 @@ import numpy as np
 
 from sonic_bench.loadgen.steps import Step, StepLog
 from sonic_bench.measure.stats import summarize_latencies
+from sonic_bench.metrics.recording import RunMetrics, server_series_row
 from sonic_bench.results.store import RunWriter
 
 MESSAGE = "sonic_records"
@@ -101,9 +102,11 @@ def _iso(unix: float) -> str:
 class RunRecorder:
     """Writes a loadgen run folder from the records that reach this (leading) process."""
 
-    def __init__(self, writer: RunWriter, steps: StepLog):
+    def __init__(self, writer: RunWriter, steps: StepLog, metrics: RunMetrics | None = None):
         self.writer = writer
         self.steps = steps
+        self.metrics = metrics
+        self.started = time.time()
         self.tallies: dict[int, StepTally] = {}
         self.requests_path = writer.folder / "requests.csv.gz"
         self.events_path = writer.folder / "events.csv"
@@ -177,11 +180,21 @@ class RunRecorder:
                 break
             tally = self._tally(step)
             if not tally.written:
-                self.writer.append_step(tally.row())
+                row = tally.row()
+                if self.metrics is not None:
+                    model = self.writer.manifest.server.model
+                    end = step.end or time.time()
+                    row.update(server_series_row(self.metrics.level(model, step.start, end)))
+                self.writer.append_step(row)
                 tally.written = True
 
     def finish(self, status: str, warnings: tuple[str, ...] = ()) -> Path:
         self.steps.close(time.time())
         self.write_finished_steps(float("inf"))
+        if self.metrics is not None:
+            self.metrics.write(self.writer.folder, self.started, time.time())
+            self.writer.update(metrics=self.metrics.info())
+            warnings = (*warnings, *self.metrics.warnings)
+            self.metrics.__exit__(None, None, None)
         self.writer.finish(status, warnings)  # type: ignore[arg-type]
         return self.writer.folder

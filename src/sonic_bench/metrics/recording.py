@@ -121,3 +121,10 @@ class RunMetrics:
             self.source.close()
         if self.server is not None:
             self.server.stop()
+
+
+def server_series_row(summary: ServerSummary | None) -> dict[str, float]:
+    """The steps.csv columns that come from server metrics."""
+    if summary is None:
+        return {}
+    return {"gpu_utilization": summary.gpu_utilization, "cpu_utilization": summary.cpu_utilization}

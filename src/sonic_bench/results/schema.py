@@ -36,6 +36,8 @@ STEP_COLUMNS = (
     "gpu_utilization",
     "cpu_utilization",
     "client_cpu_percent",
+    "trial",  # repeated measurement of the same level (sweep --repeat)
+    "reference_inferences_per_s",  # in-process throughput measured just before the level
 )
 
 

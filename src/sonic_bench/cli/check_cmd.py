@@ -1,0 +1,75 @@
+"""`sonic-bench check`: pass, regression or cannot-judge, for CI.
+
+Exit codes: 0 pass, 1 regression, 2 could not judge (missing data, too few trials,
+run and baseline not comparable). Never a silent pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sonic_bench.cli.common import print_table
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.regress.compare import Outcome, compare, mismatch, overall
+from sonic_bench.regress.samples import from_run, load_samples
+from sonic_bench.regress.thresholds import load_thresholds
+
+DEFAULT_THRESHOLDS = Path("bench/thresholds.toml")
+
+
+class CannotCompare(SonicBenchError):
+    exit_code = int(Outcome.CANNOT_JUDGE)
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("check", help="judge a run against a baseline (CI)")
+    parser.add_argument("run_folder", type=Path, metavar="RUN", help="the run folder to judge")
+    parser.add_argument("--baseline", type=Path, help="a run folder or an exported baseline file")
+    parser.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS)
+    parser.add_argument(
+        "--export-baseline", type=Path, metavar="FILE", help="write RUN as a baseline file"
+    )
+    parser.set_defaults(run=run)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1%}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.export_baseline:
+        path = from_run(args.run_folder).export(args.export_baseline)
+        print(f"wrote baseline {path} from {args.run_folder}")
+        return 0
+    if args.baseline is None:
+        raise CannotCompare("no --baseline given: cannot compare (give a run or a baseline file)")
+    thresholds = load_thresholds(args.thresholds)
+    current = from_run(args.run_folder)
+    try:
+        baseline = load_samples(args.baseline)
+    except SonicBenchError as e:
+        raise CannotCompare(str(e)) from None
+    differences = mismatch(current, baseline)
+    if differences:
+        raise CannotCompare("cannot compare, the runs differ in " + "; ".join(differences))
+    verdicts = compare(current, baseline, thresholds)
+    rows = [
+        (
+            v.metric,
+            "-" if v.level is None else f"{v.level:g}",
+            _percent(v.change),
+            "-" if v.low is None else f"[{v.low:+.1%}, {v.high:+.1%}]",
+            "-" if v.p_value is None else f"{v.p_value:.3f}",
+            f"{'-' if v.direction == 'higher' else '+'}{v.tolerance:.0%}",
+            {Outcome.PASS: "pass", Outcome.REGRESSION: "REGRESSION"}.get(
+                v.outcome, f"cannot judge: {v.reason}"
+            ),
+        )
+        for v in verdicts
+    ]
+    print(f"{current.source} against {baseline.source}:")
+    print_table(("metric", "level", "change", "95% CI", "p", "tolerance", "verdict"), rows)
+    outcome = overall(verdicts)
+    print({0: "PASS", 1: "REGRESSION", 2: "COULD NOT JUDGE"}[int(outcome)])
+    return int(outcome)

@@ -1,0 +1,1 @@
+"""Regression checks for CI: thresholds, samples, and statistical verdicts."""

@@ -1,0 +1,102 @@
+"""Per-level samples of each metric, from a run folder or an exported baseline file.
+
+Each trial of a level (sweep --repeat) gives one sample. With normalize = "reference",
+throughputs are divided by the in-process reference measured just before that trial,
+and times are expressed in units of the reference's time for one request's batch: a
+machine that is 20% slower moves both, and their ratio stays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.regress.thresholds import KNOWN_METRICS, Threshold
+from sonic_bench.results.store import read_run
+
+BASELINE_FORMAT = "sonic-bench-baseline"
+IDENTITY = ("model", "protocol", "batch_size_setting", "dynamic_batching", "shared_memory")
+
+
+@dataclass(frozen=True)
+class RunSamples:
+    source: str
+    identity: dict[str, object]
+    avg_batch_size: float
+    rows: list[dict] = field(default_factory=list)  # steps.csv rows, as numbers
+
+    def samples(self, threshold: Threshold) -> dict[float, list[float]]:
+        out: dict[float, list[float]] = {}
+        for row in self.rows:
+            level = row.get("concurrency")
+            value = _normalized(row, threshold)
+            if level is None or value is None:
+                continue
+            if threshold.levels is None or level in threshold.levels:
+                out.setdefault(float(level), []).append(value)
+        return out
+
+    def export(self, path: Path) -> Path:
+        path.write_text(json.dumps({"format": BASELINE_FORMAT, **asdict(self)}, indent=1))
+        return path
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _normalized(row: dict, threshold: Threshold) -> float | None:
+    value = row.get(threshold.metric)
+    if value is None or threshold.normalize == "none":
+        return value
+    reference = row.get("reference_inferences_per_s")
+    batch = row.get("batch_size")
+    if reference is None or not batch:
+        return None
+    if threshold.metric == "server_batch_avg":
+        return value  # a count of patches: nothing to normalise
+    if threshold.metric == "inferences_per_s":
+        return value / reference
+    if threshold.metric == "requests_per_s":
+        return value * batch / reference
+    unit_ms = batch / reference * 1000.0  # the reference's time for one request's batch
+    scale = 1000.0 if threshold.metric.endswith("_us") else 1.0
+    return value / (unit_ms * scale)
+
+
+def from_run(folder: Path) -> RunSamples:
+    stored = read_run(folder)
+    m = stored.manifest
+    if not stored.steps:
+        raise SonicBenchError(f"{folder}: no finished levels to compare")
+    columns = ("concurrency", "batch_size", "reference_inferences_per_s", *KNOWN_METRICS)
+    rows = [{c: _number(r.get(c)) for c in columns} for r in stored.steps]
+    identity = {
+        "model": m["server"]["model"],
+        "protocol": m["server"].get("protocol"),
+        "batch_size_setting": m["workload"]["batch_size_setting"],
+        "dynamic_batching": m["server"].get("dynamic_batching"),
+        "shared_memory": m["load"].get("shared_memory"),
+    }
+    return RunSamples(m["run_id"], identity, float(m["workload"]["avg_batch_size"]), rows)
+
+
+def load_samples(path: Path) -> RunSamples:
+    if not path.exists():
+        raise SonicBenchError(f"baseline {path} not found: give a run folder or a baseline file")
+    if path.is_dir():
+        return from_run(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SonicBenchError(f"baseline file {path} is not valid JSON ({e})") from None
+    if data.pop("format", None) != BASELINE_FORMAT:
+        raise SonicBenchError(f"{path} is not a sonic-bench baseline file")
+    return RunSamples(**data)
