@@ -23,25 +23,18 @@ LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py
 
 
 def locust_command(server, results: Path, *extra: str) -> list[str]:
-    return [
-        *LOCUST,
-        "--url",
-        server.http_url,
-        "--results",
-        str(results),
-        "--event-scale",
-        "0.01",
-        "--other-seconds",
-        "30",
-        "--preprocess-seconds",
-        "10",
-        "--step-seconds-per-user",
-        "0",
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        *extra,
-    ]
+    options = {
+        "--url": server.http_url,
+        "--results": str(results),
+        "--event-scale": "0.01",
+        "--other-seconds": "30",
+        "--preprocess-seconds": "10",
+        "--step-seconds-per-user": "0",
+        "--loglevel": "WARNING",
+        "--metrics-url": server.metrics_url,
+        "--prometheus-port": str(free_port()),
+    }
+    return [*LOCUST, *(x for pair in options.items() for x in pair), "--only-summary", *extra]
 
 
 def run_locust(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
