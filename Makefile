@@ -13,7 +13,8 @@ ONNX := model_repository/embedded/cnn_emtrkmichel_1/1/model.onnx
 RESULTS ?= results
 BENCH_ARGS ?=
 
-.PHONY: setup system-packages test serve bench-standalone baseline lint clean
+.PHONY: setup system-packages test serve bench-standalone baseline bench bench-smoke bench-micro \
+	bench-micro-save lint clean
 
 setup: $(BIN)/.installed system-packages $(ONNX)
 
@@ -58,6 +59,32 @@ STANDALONE_SWEEP ?= --batch small,large --dynamic-batching both --concurrency 1,
 bench-standalone: setup
 	$(BIN)/sonic-bench baseline --duration 3 --results $(RESULTS)
 	$(BIN)/sonic-bench sweep $(STANDALONE_SWEEP) --results $(RESULTS) $(BENCH_ARGS)
+
+# The CI smoke benchmark: repeated trials with the in-process reference, judged against
+# the committed baseline by the committed thresholds (exit 1 on a regression).
+SMOKE_SWEEP ?= --batch small --dynamic-batching off --concurrency 1,2 --repeat 5 --reference \
+	--reference-seconds 1.5 --window 1 --warmup 0.5 --max-windows 4 --pool-batches 8 --metrics off
+bench-smoke: setup
+	rm -rf $(RESULTS)/smoke
+	$(BIN)/sonic-bench sweep $(SMOKE_SWEEP) --http-port 8010 --grpc-port 8011 --metrics-port 8012 \
+		--results $(RESULTS)/smoke --label smoke
+	$(BIN)/sonic-bench check $$(ls -d $(RESULTS)/smoke/*/ | head -n 1) \
+		--baseline bench/baselines/smoke.json --thresholds bench/thresholds.toml
+
+# Figures that the issues ask for, each a ratio measured in one run (see bench/README.md).
+bench: setup
+	$(BIN)/python bench/server_overhead.py
+	$(BIN)/python bench/harness_overhead.py
+	$(BIN)/python bench/workload_speed.py
+	$(BIN)/python bench/scrape_overhead.py
+	$(BIN)/python bench/analysis_speed.py
+
+MICRO := $(BIN)/python -m pytest bench/test_micro.py -p no:cacheprovider \
+	--benchmark-storage=bench/.benchmarks --benchmark-min-rounds=5
+bench-micro: setup
+	$(MICRO) --benchmark-compare --benchmark-compare-fail=mean:50%
+bench-micro-save: setup
+	$(MICRO) --benchmark-save=baseline
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

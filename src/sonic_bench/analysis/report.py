@@ -72,6 +72,31 @@ def loadgen_rows(runs: list[LoadgenSummary]):
     return rows
 
 
+LEVEL_HEADERS = (
+    "users",
+    "events",
+    "module median s",
+    "total median s",
+    "request p50 ms",
+    "request p99 ms",
+)
+
+
+def level_rows(summary: LoadgenSummary):
+    levels = summary.levels
+    return [
+        (
+            int(r.users),
+            int(r.events),
+            r.module_median_s,
+            r.total_median_s,
+            getattr(r, "request_p50_ms", None),
+            getattr(r, "request_p99_ms", None),
+        )
+        for r in levels.itertuples()
+    ]
+
+
 SWEEP_HEADERS = (
     "run",
     "configuration",
@@ -128,6 +153,14 @@ def write_report(
             parts += [f"![module time against clients]({images['module_time'].name})", ""]
         for s in loadgens:
             parts += [f"- {s.run.run_id}: {w}" for w in s.warnings]
+        for s in loadgens:
+            parts += [
+                "",
+                f"### {s.run.run_id} ({s.label})",
+                "",
+                _table(LEVEL_HEADERS, level_rows(s)),
+            ]
+        parts.append("")
     series = [(k, v) for k, v in images.items() if k.startswith("server:")]
     if series:
         parts += ["## Server side", ""]

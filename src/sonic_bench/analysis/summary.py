@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sonic_bench.analysis.runs import LoadedRun, SkippedRun
+from sonic_bench.analysis.runs import LoadedRun, SkippedRun, request_latency_percentiles
 from sonic_bench.analysis.saturation_fit import SaturationResult, analyse_saturation
 from sonic_bench.analysis.throughput import Saturation, saturation
 
@@ -106,6 +106,7 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
         )
         .reset_index()
     )
+    levels = _with_request_latencies(run, levels)
     parameters = run.manifest["load"].get("parameters", {})
     other = float(ok.other_s.mean())
     preprocess = float(parameters.get("preprocess_s_per_event", 0.0))
@@ -119,6 +120,20 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
     flat = result.flat_module_s if result else float(levels.module_median_s.iloc[0])
     speedup = _speedup(run, baselines, flat, other, preprocess)
     return LoadgenSummary(run, levels, other, preprocess, result, speedup, tuple(warnings))
+
+
+def _with_request_latencies(run: LoadedRun, levels: pd.DataFrame) -> pd.DataFrame:
+    """Per user level, the client-side request latencies from requests.csv.gz."""
+    if run.requests_path is None:
+        return levels
+    requests = request_latency_percentiles(run.requests_path)
+    users = run.steps[["step", "concurrency"]].rename(columns={"concurrency": "users"})
+    per_level = (
+        requests.merge(users, on="step")
+        .groupby("users", as_index=False)
+        .agg(request_p50_ms=("p50_ms", "median"), request_p99_ms=("p99_ms", "max"))
+    )
+    return levels.merge(per_level, on="users", how="left")
 
 
 def _speedup(run: LoadedRun, baselines, flat: float, other: float, preprocess: float):

@@ -10,9 +10,11 @@ from pathlib import Path
 from sonic_bench.analysis.plots import module_time_plot, server_series_plot, throughput_plot
 from sonic_bench.analysis.report import (
     BASELINE_HEADERS,
+    LEVEL_HEADERS,
     LOADGEN_HEADERS,
     SWEEP_HEADERS,
     baseline_rows,
+    level_rows,
     loadgen_rows,
     sweep_rows,
     write_report,
@@ -105,5 +107,7 @@ def _print(baselines, sweeps, loadgens, skipped) -> None:
         print("\ngrid jobs (module time per event against users, paper's latency model):")
         print_table(LOADGEN_HEADERS, loadgen_rows(loadgens))
         for s in loadgens:
+            print(f"\n{s.run.run_id} ({s.label}):")
+            print_table(LEVEL_HEADERS, level_rows(s))
             for warning in s.warnings:
                 print(f"warning: {s.run.run_id}: {warning}")

@@ -166,6 +166,7 @@ def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
                 "requests_per_event": sum(len(p.batches) for p in plans) / len(plans),
                 "step_seconds_per_user": options.step_seconds_per_user,
                 "burn_cpu": options.burn_cpu,
+                "other_jitter": options.other_jitter,
                 "protocol": options.protocol,
             },
         ),

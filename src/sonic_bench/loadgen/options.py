@@ -32,6 +32,12 @@ def add_arguments(parser) -> None:
     group.add_argument(
         "--preprocess-seconds", type=float, default=7.0, help="patch preparation per full event"
     )
+    group.add_argument(
+        "--other-jitter",
+        type=float,
+        default=0.2,
+        help="relative spread of the other work per event (real events differ; 0 = none)",
+    )
     group.add_argument("--burn-cpu", action="store_true", help="other work burns CPU, not waits")
     group.add_argument(
         "--staircase", default=PAPER_STAIRCASE, help="user counts; 'off' for plain -u/-r"
@@ -68,6 +74,7 @@ class LoadgenOptions:
     other_seconds: float
     preprocess_seconds: float
     burn_cpu: bool
+    other_jitter: float
     staircase: tuple[int, ...]  # empty: plain -u/-r
     step_seconds: float
     step_seconds_per_user: float
@@ -105,7 +112,14 @@ def _staircase(text: str) -> tuple[int, ...]:
 def from_parsed(parsed) -> LoadgenOptions:
     if not 0 < parsed.event_scale <= 1:
         raise SonicBenchError(f"--event-scale {parsed.event_scale}: use a value in (0, 1]")
-    for name in ("other_seconds", "preprocess_seconds", "step_seconds", "step_seconds_per_user"):
+    names = (
+        "other_seconds",
+        "preprocess_seconds",
+        "step_seconds",
+        "step_seconds_per_user",
+        "other_jitter",
+    )
+    for name in names:
         if getattr(parsed, name) < 0:
             raise SonicBenchError(f"--{name.replace('_', '-')} must not be negative")
     return LoadgenOptions(
@@ -117,6 +131,7 @@ def from_parsed(parsed) -> LoadgenOptions:
         other_seconds=parsed.other_seconds,
         preprocess_seconds=parsed.preprocess_seconds,
         burn_cpu=parsed.burn_cpu,
+        other_jitter=parsed.other_jitter,
         staircase=_staircase(parsed.staircase),
         step_seconds=parsed.step_seconds,
         step_seconds_per_user=parsed.step_seconds_per_user,

@@ -42,6 +42,7 @@ class GridJobUser(User):
         self.context = context_of(self.environment)
         self.client = self.context.new_client()
         self.event_number = random.randrange(len(self.context.plans))
+        self.random = random.Random()
         process = getattr(self.environment.runner, "client_id", "local")
         # One id per grid job: its requests and its events can be matched in the results.
         self.worker = f"{process}/{next(_user_numbers)}"
@@ -55,10 +56,18 @@ class GridJobUser(User):
         else:
             gevent.sleep(seconds)
 
+    def _other_seconds(self, mean: float) -> float:
+        """Events differ in their reconstruction time; without spread, users that start
+        together stay in lock-step and load the server in bursts."""
+        sigma = self.context.options.other_jitter
+        if sigma <= 0:
+            return mean
+        return mean * self.random.lognormvariate(-sigma * sigma / 2, sigma)  # mean preserved
+
     def reconstruct_event(self) -> None:
         plan = self.context.plan(self.event_number)
         t_start = time.time()
-        self._work(plan.other_s)
+        self._work(self._other_seconds(plan.other_s))
         t_module = time.time()
         self._work(plan.preprocess_s)
         failed = sum(not self._send(i) for i in self.context.batch_indices(self.event_number))

@@ -1,0 +1,117 @@
+"""Issue 5's figure: 400 Locust users on this machine against the calibration model.
+
+Locust's own CPU warning must not fire, and the throughput the users achieve must be at
+least 80% of the standalone sweep's at the same concurrency (interleaved: sweep, locust,
+sweep, locust ...). The users here do no other work, so that 400 requests are in flight
+as in the sweep.
+
+    .venv/bin/python bench/loadgen_400.py [--users 400] [--seconds 30] [--trials 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, Figures, embedded_server, interleaved
+
+from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
+from sonic_bench.model.repository import MODEL_CALIBRATION
+from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
+from sonic_bench.workload.batching import SMALL_BATCH_SETTING
+from sonic_bench.workload.pool import simulated_pool
+
+
+def locust_rate(server, users: int, seconds: float) -> tuple[float, list[str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(ROOT / "loadgen" / "sonic.py"),
+            "--headless",
+            "--url",
+            server.http_url,
+            "--model",
+            MODEL_CALIBRATION,
+            "--batch-size",
+            "small",
+            "--event-scale",
+            "1",
+            "--other-seconds",
+            "0",
+            "--preprocess-seconds",
+            "0",
+            "--other-jitter",
+            "0",
+            "--staircase",
+            str(users),
+            "--step-seconds",
+            str(seconds),
+            "--step-seconds-per-user",
+            "0",
+            "--metrics",
+            "off",
+            "--results",
+            tmp,
+            "--only-summary",
+        ]
+        subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+        (folder,) = Path(tmp).iterdir()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        steps = (folder / "steps.csv").read_text().splitlines()
+        header, row = steps[0].split(","), steps[1].split(",")
+        return float(row[header.index("inferences_per_s")]), manifest["warnings"]
+
+
+def sweep_rate(server, users: int, seconds: float) -> float:
+    endpoint = Endpoint(server.http_url, "http")
+    batches = [b.patches for b in simulated_pool(SMALL_BATCH_SETTING).sample(16)]
+    encoded = EncodedBatches("http", batches, shared_memory=False)
+    settings = MeasurementSettings(window_s=seconds / 3, warmup_s=3, max_windows=3)
+    result = measure_level(
+        0,
+        Level(concurrency=users),
+        lambda: InferClient(endpoint, MODEL_CALIBRATION, encoded),
+        settings,
+        None,
+    )
+    return result.inferences_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--trials", type=int, default=2)
+    args = parser.parse_args()
+    figures = Figures()
+    warnings: list[str] = []
+    with embedded_server() as server:
+
+        def with_locust() -> float:
+            value, messages = locust_rate(server, args.users, args.seconds)
+            warnings.extend(messages)
+            return value
+
+        users, sweep = interleaved(
+            args.trials, with_locust, lambda: sweep_rate(server, args.users, args.seconds)
+        )
+    cpu_warnings = [w for w in warnings if "CPU warning" in w]
+    figures.value(f"Locust, {args.users} users: inf/s", float(np.median(users)))
+    figures.value(f"sweep, concurrency {args.users}: inf/s", float(np.median(sweep)))
+    figures.ratio("Locust users / sweep", users, sweep, target=0.80)
+    figures.value(
+        "Locust CPU warnings", len(cpu_warnings), target=0, fmt="{:.0f}", lower_is_better=True
+    )
+    figures.exit()
+
+
+if __name__ == "__main__":
+    main()
