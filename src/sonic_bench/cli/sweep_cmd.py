@@ -37,9 +37,9 @@ from sonic_bench.results.machine import this_harness, this_machine
 from sonic_bench.results.schema import (
     LoadInfo,
     Manifest,
-    ServerInfo,
     WorkloadInfo,
     make_run_id,
+    served_model,
     utc_now,
 )
 from sonic_bench.results.store import RunWriter
@@ -189,22 +189,12 @@ def run(args: argparse.Namespace) -> int:
 def _manifest(
     args, endpoint: Endpoint, config: Configuration, pool, server_info, levels
 ) -> Manifest:
-    model_config = server_info["model_config"]
     return Manifest(
         run_id=make_run_id(f"{args.label}-{config.tag}"),
         kind="sweep",
         started_at=utc_now(),
         harness=this_harness(),
-        server=ServerInfo(
-            url=endpoint.url,
-            protocol=endpoint.protocol,
-            triton_version=server_info["triton_version"],
-            model=config.model,
-            model_version="1",
-            model_config=model_config,
-            dynamic_batching="dynamic_batching" in model_config,
-            max_batch_size=int(model_config.get("max_batch_size", 0)),
-        ),
+        server=served_model(endpoint.url, endpoint.protocol, config.model, server_info),
         workload=WorkloadInfo(
             seed=args.seed,
             batch_size_setting=config.setting,

@@ -34,9 +34,9 @@ from sonic_bench.results.machine import this_harness, this_machine
 from sonic_bench.results.schema import (
     LoadInfo,
     Manifest,
-    ServerInfo,
     WorkloadInfo,
     make_run_id,
+    served_model,
     utc_now,
 )
 from sonic_bench.results.store import RunWriter
@@ -132,23 +132,13 @@ def _on_records(environment, msg, **_) -> None:
 
 def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
     options = context.options
-    model_config = server_info["model_config"]
     plans = context.plans
     return Manifest(
         run_id=make_run_id(f"{options.label}-b{options.batch_setting}"),
         kind="loadgen",
         started_at=utc_now(),
         harness=this_harness(),
-        server=ServerInfo(
-            url=options.url,
-            protocol=options.protocol,
-            triton_version=server_info["triton_version"],
-            model=options.model,
-            model_version="1",
-            model_config=model_config,
-            dynamic_batching="dynamic_batching" in model_config,
-            max_batch_size=int(model_config.get("max_batch_size", 0)),
-        ),
+        server=served_model(options.url, options.protocol, options.model, server_info),
         workload=WorkloadInfo(
             seed=options.seed,
             batch_size_setting=options.batch_setting,

@@ -65,25 +65,26 @@ def _interval(run: np.ndarray, base: np.ndarray, seed: int = 0) -> tuple[float, 
     return float(low), float(high)
 
 
-def judge(threshold: Threshold, level: float, run: list[float], base: list[float]) -> Verdict:
-    def verdict(outcome: Outcome, reason: str, *numbers) -> Verdict:
-        change, low, high, p = (*numbers, None, None, None, None)[:4]
-        return Verdict(
-            threshold.metric,
-            level,
-            outcome,
-            change,
-            low,
-            high,
-            p,
-            threshold.tolerance,
-            threshold.direction,
-            reason,
-        )
+def _cannot_judge(threshold: Threshold, level: float | None, reason: str) -> Verdict:
+    return Verdict(
+        threshold.metric,
+        level,
+        Outcome.CANNOT_JUDGE,
+        None,
+        None,
+        None,
+        None,
+        threshold.tolerance,
+        threshold.direction,
+        reason,
+    )
 
+
+def judge(threshold: Threshold, level: float, run: list[float], base: list[float]) -> Verdict:
     if len(run) < MIN_TRIALS or len(base) < MIN_TRIALS:
-        return verdict(
-            Outcome.CANNOT_JUDGE,
+        return _cannot_judge(
+            threshold,
+            level,
             f"too few trials (run {len(run)}, baseline {len(base)}; need {MIN_TRIALS}: "
             "sweep --repeat)",
         )
@@ -93,9 +94,19 @@ def judge(threshold: Threshold, level: float, run: list[float], base: list[float
     worse = "less" if threshold.direction == "higher" else "greater"
     p_value = float(stats.mannwhitneyu(a, b, alternative=worse).pvalue)
     degradation = -change if threshold.direction == "higher" else change
-    if degradation > threshold.tolerance and p_value < threshold.alpha:
-        return verdict(Outcome.REGRESSION, "worse beyond tolerance", change, low, high, p_value)
-    return verdict(Outcome.PASS, "", change, low, high, p_value)
+    regression = degradation > threshold.tolerance and p_value < threshold.alpha
+    return Verdict(
+        threshold.metric,
+        level,
+        Outcome.REGRESSION if regression else Outcome.PASS,
+        change,
+        low,
+        high,
+        p_value,
+        threshold.tolerance,
+        threshold.direction,
+        "worse beyond tolerance" if regression else "",
+    )
 
 
 def compare(run: RunSamples, baseline: RunSamples, thresholds: list[Threshold]) -> list[Verdict]:
@@ -105,37 +116,14 @@ def compare(run: RunSamples, baseline: RunSamples, thresholds: list[Threshold]) 
         levels = sorted(set(mine) | set(theirs))
         if threshold.levels is not None:
             missing = [lv for lv in threshold.levels if lv not in mine or lv not in theirs]
-            for level in missing:
-                verdicts.append(
-                    Verdict(
-                        threshold.metric,
-                        level,
-                        Outcome.CANNOT_JUDGE,
-                        None,
-                        None,
-                        None,
-                        None,
-                        threshold.tolerance,
-                        threshold.direction,
-                        "level missing from the run or the baseline",
-                    )
-                )
+            verdicts += [
+                _cannot_judge(threshold, lv, "level missing from the run or the baseline")
+                for lv in missing
+            ]
             levels = [lv for lv in levels if lv not in missing]
         if not levels:
-            verdicts.append(
-                Verdict(
-                    threshold.metric,
-                    None,
-                    Outcome.CANNOT_JUDGE,
-                    None,
-                    None,
-                    None,
-                    None,
-                    threshold.tolerance,
-                    threshold.direction,
-                    "no values (a normalised metric needs sweep --reference)",
-                )
-            )
+            reason = "no values (a normalised metric needs sweep --reference)"
+            verdicts.append(_cannot_judge(threshold, None, reason))
         for level in levels:
             verdicts.append(judge(threshold, level, mine.get(level, []), theirs.get(level, [])))
     return verdicts

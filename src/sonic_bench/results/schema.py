@@ -77,6 +77,21 @@ class ServerInfo:
     max_batch_size: int = 0
 
 
+def served_model(url: str, protocol: str, model: str, server_info: dict[str, Any]) -> ServerInfo:
+    """ServerInfo from what check_server() read off a running Triton."""
+    config = server_info["model_config"]
+    return ServerInfo(
+        url=url,
+        protocol=protocol,
+        triton_version=server_info["triton_version"],
+        model=model,
+        model_version="1",
+        model_config=config,
+        dynamic_batching="dynamic_batching" in config,
+        max_batch_size=int(config.get("max_batch_size", 0)),
+    )
+
+
 @dataclass(frozen=True)
 class WorkloadInfo:
     seed: int
