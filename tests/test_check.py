@@ -67,12 +67,12 @@ def test_bad_thresholds_files_are_one_clear_error(tmp_path, text, message):
 
 def smoke(url: str, results: Path, batch: str = "small") -> Path:
     """The CI smoke measurement (shortened): repeated trials with the in-process reference."""
-    code = main([
-        "sweep", "--url", url, "--dynamic-batching", "off", "--batch", batch,
-        "--concurrency", "1", "--repeat", "5", "--reference", "--reference-seconds", "1",
-        "--window", "0.5", "--warmup", "0.3", "--max-windows", "3", "--metrics", "off",
-        "--pool-batches", "4", "--results", str(results),
-    ])  # fmt: skip
+    arguments = (
+        f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 --repeat 5 "
+        "--reference --reference-seconds 1 --window 0.5 --warmup 0.3 --max-windows 3 "
+        f"--metrics off --pool-batches 4 --results {results}"
+    )
+    code = main(arguments.split())
     assert code == 0
     return max(results.iterdir(), key=lambda p: p.stat().st_mtime)
 

@@ -135,9 +135,8 @@ class InferClient:
         self.endpoint = endpoint
         self.model = model
         self.batches = batches
-        self._client = (
-            _grpc_client(endpoint) if endpoint.protocol == "grpc" else _http_client(endpoint)
-        )
+        self._grpc = endpoint.protocol == "grpc"
+        self._client = _grpc_client(endpoint) if self._grpc else _http_client(endpoint)
         self._shm: _SharedMemory | None = None
         if endpoint.shared_memory:
             self._shm = _SharedMemory(self._client, max(batches.sizes))
@@ -150,8 +149,14 @@ class InferClient:
                 inputs, outputs = self._shm.prepare(self.batches.module, batch)
             else:
                 inputs, outputs = [self.batches.inputs[index]], self.batches.outputs
+            # A server that hangs must not hang the harness: bounded like a real client.
+            timeout = {"client_timeout": self.endpoint.timeout_s} if self._grpc else {}
             result = self._client.infer(
-                self.model, inputs, outputs=outputs, headers=self.endpoint.headers or None
+                self.model,
+                inputs,
+                outputs=outputs,
+                headers=self.endpoint.headers or None,
+                **timeout,
             )
             if self._shm is not None:
                 self._shm.read_outputs(self.batches.sizes[index])
