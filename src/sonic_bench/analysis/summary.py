@@ -95,7 +95,9 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
     events = run.events
     if events is None or events.empty:
         raise SkippedRun(f"{run.folder}: no finished events (events.csv missing or empty)")
-    ok = events[events.get("failed_requests", 0) == 0]
+    ok = steady_events(events[events.get("failed_requests", 0) == 0], run.steps)
+    if ok.empty:
+        raise SkippedRun(f"{run.folder}: no event ran wholly inside a load level")
     levels = (
         ok.groupby("users")
         .agg(
@@ -112,7 +114,7 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
     preprocess = float(parameters.get("preprocess_s_per_event", 0.0))
     warnings: list[str] = []
     result = None
-    if len(levels) >= 3:
+    if len(levels) >= 4:
         result = analyse_saturation(ok.users.to_numpy(), ok.module_s.to_numpy(), other)
         warnings += result.warnings
     else:
@@ -120,6 +122,26 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
     flat = result.flat_module_s if result else float(levels.module_median_s.iloc[0])
     speedup = _speedup(run, baselines, flat, other, preprocess)
     return LoadgenSummary(run, levels, other, preprocess, result, speedup, tuple(warnings))
+
+
+WARM_UP_FRACTION = 1 / 3
+
+
+def steady_events(events: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """Events of each level in its steady state: started after the level began (not
+    carried over from fewer users) and not among the first third to start (users that
+    were just added start together)."""
+    if "started_at" not in steps or steps.started_at.isna().all():
+        return events
+    starts = pd.to_datetime(steps.started_at, utc=True, format="ISO8601").astype("int64") / 1e9
+    begin = dict(zip(steps.step, starts, strict=True))
+    inside = events[events.t_start >= events.step.map(begin)]
+    kept = []
+    for _, level in inside.groupby("step"):
+        level = level.sort_values("t_start")
+        skip = int(len(level) * WARM_UP_FRACTION) if len(level) >= 6 else 0
+        kept.append(level.iloc[skip:])
+    return pd.concat(kept) if kept else inside
 
 
 def _with_request_latencies(run: LoadedRun, levels: pd.DataFrame) -> pd.DataFrame:

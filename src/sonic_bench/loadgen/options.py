@@ -11,7 +11,7 @@ from sonic_bench.workload.batching import parse_batch_setting
 from sonic_bench.workload.event import DEFAULT_SEED
 
 PAPER_STAIRCASE = "1,2,5,10,20,50,100,200,300,400"
-REDUCED_EVENT_SCALE = 0.04  # the embedded CPU server saturates early and the stairs take ~15 min
+REDUCED_EVENT_SCALE = 0.02  # the CPU server saturates early; the stairs take ~13 minutes
 
 
 def add_arguments(parser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(parser) -> None:
     )
     group.add_argument("--step-seconds", type=float, default=20.0, help="least hold per step")
     group.add_argument(
-        "--step-seconds-per-user", type=float, default=0.6, help="extra hold per user"
+        "--step-seconds-per-user", type=float, default=0.5, help="extra hold per user"
     )
     group.add_argument("--workload-file", default="", help="workload file (default: simulate)")
     group.add_argument("--seed", type=int, default=DEFAULT_SEED, help="workload seed")
