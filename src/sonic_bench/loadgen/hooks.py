@@ -66,8 +66,15 @@ def _fail(environment, message: str) -> None:
         gevent.spawn_later(0.1, environment.runner.quit)
 
 
+# Users stop between requests, so that a request the server counted is never lost; a
+# request in flight takes at most this long (the master sends it to its workers).
+DEFAULT_STOP_TIMEOUT_S = 120.0
+
+
 @events.init.add_listener
 def _set_up(environment, **_) -> None:
+    if not environment.stop_timeout:
+        environment.stop_timeout = DEFAULT_STOP_TIMEOUT_S
     try:
         options = from_parsed(environment.parsed_options)
     except SonicBenchError as e:

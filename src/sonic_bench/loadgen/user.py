@@ -13,12 +13,15 @@ import time
 
 import gevent
 from locust import User, constant
+from locust.exception import StopUser
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from sonic_bench.loadgen.context import context_of
 from sonic_bench.triton.client import InferError
 
 _user_numbers = itertools.count()
 FIRST_BACKOFF_S = 0.5
+STOP_CHECK_S = 0.25
 MAX_BACKOFF_S = 10.0
 
 
@@ -50,11 +53,25 @@ class GridJobUser(User):
     def on_stop(self) -> None:
         self.client.close()
 
+    def _stop_if_asked(self) -> None:
+        """Locust asks users to stop gracefully (with a stop timeout): leave between
+        requests, never in the middle of one, so that every request the server counted is
+        also recorded."""
+        if self._state == LOCUST_STATE_STOPPING:
+            raise StopUser()
+
+    def _pause(self, seconds: float, burn: bool = False) -> None:
+        """Wait (or burn CPU) for `seconds`, leaving early if Locust asks the user to stop."""
+        end = time.perf_counter() + seconds
+        while (left := end - time.perf_counter()) > 0:
+            self._stop_if_asked()
+            if burn:
+                burn_cpu(min(left, STOP_CHECK_S))
+            else:
+                gevent.sleep(min(left, STOP_CHECK_S))
+
     def _work(self, seconds: float) -> None:
-        if self.context.options.burn_cpu:
-            burn_cpu(seconds)
-        else:
-            gevent.sleep(seconds)
+        self._pause(seconds, burn=self.context.options.burn_cpu)
 
     def _other_seconds(self, mean: float) -> float:
         """Events differ in their reconstruction time; without spread, users that start
@@ -70,7 +87,10 @@ class GridJobUser(User):
         self._work(self._other_seconds(plan.other_s))
         t_module = time.time()
         self._work(plan.preprocess_s)
-        failed = sum(not self._send(i) for i in self.context.batch_indices(self.event_number))
+        failed = 0
+        for index in self.context.batch_indices(self.event_number):
+            self._stop_if_asked()
+            failed += not self._send(index)
         t_end = time.time()
         self.environment.events.sonic_event.fire(
             worker=self.worker,
@@ -106,6 +126,6 @@ class GridJobUser(User):
             if error is None:
                 return True
             if attempt < self.context.options.max_retries:
-                gevent.sleep(backoff)
+                self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
         return False
