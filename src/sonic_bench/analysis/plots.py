@@ -80,12 +80,16 @@ def throughput_plot(summaries: list[SweepSummary], path: Path) -> Path:
     return path
 
 
+RATE_WINDOW = 10  # samples: a merged execution of many requests lands in one scrape
+
+
 def _rate(frame: pd.DataFrame, metric: str, model: str | None) -> pd.Series:
     rows = frame[frame.metric == metric]
     if model is not None:
         rows = rows[rows["labels"].fillna("").str.contains(f"model={model};")]
     series = rows.groupby("t").value.sum().sort_index()
-    return series.diff() / series.index.to_series().diff()
+    times = series.index.to_series()
+    return series.diff(RATE_WINDOW) / times.diff(RATE_WINDOW)
 
 
 def server_series_plot(run: LoadedRun, path: Path) -> Path | None:
@@ -105,7 +109,7 @@ def server_series_plot(run: LoadedRun, path: Path) -> Path | None:
     util = frame[frame.metric == util_metric].groupby("t").value.mean()
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     axes[0].plot(inferences.index - t0, inferences.values)
-    axes[0].set_ylabel("server inferences / s")
+    axes[0].set_ylabel(f"server inferences / s\n({RATE_WINDOW}-sample average)")
     axes[1].plot(util.index - t0, util.values * 100)
     axes[1].set_ylabel(f"{'GPU' if 'gpu' in util_metric else 'CPU'} utilization (%)")
     axes[2].plot(batch.index - t0, batch.values, ".")
