@@ -38,6 +38,13 @@ def test_too_few_requests_asks_for_longer_windows():
     assert assess(few, StabilityRule(min_requests=5)) is Verdict.TOO_FEW
 
 
+def test_windows_too_short_to_judge_are_left_out_once_lengthened():
+    short = windows([400], [80], requests=4)
+    lengthened = windows([1000, 1040, 980], [50, 52, 49], requests=40)
+    assert assess(short + lengthened, StabilityRule(min_requests=20)) is Verdict.STABLE
+    assert assess(short + lengthened[:2], StabilityRule(min_requests=20)) is Verdict.UNSTABLE
+
+
 def test_window_stats_counts_completions_inside_the_window():
     t_recv = np.array([0.1, 0.5, 0.99, 1.0, 1.5])
     latency = np.array([10.0, 20.0, 30.0, 40.0, 50.0])

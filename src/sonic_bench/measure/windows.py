@@ -75,11 +75,11 @@ def _agree(values: Sequence[float], tolerance: float) -> bool:
 def assess(windows: Sequence[WindowStats], rule: StabilityRule = StabilityRule()) -> Verdict:
     if windows and windows[-1].requests < rule.min_requests:
         return Verdict.TOO_FEW
-    if len(windows) < rule.windows:
+    # Windows too short to judge (before they were lengthened) take no part.
+    judged = [w for w in windows if w.requests >= rule.min_requests]
+    if len(judged) < rule.windows:
         return Verdict.UNSTABLE
-    last = windows[-rule.windows :]
-    if any(w.requests < rule.min_requests for w in last):
-        return Verdict.TOO_FEW
+    last = judged[-rule.windows :]
     stable = _agree([w.throughput for w in last], rule.tolerance) and _agree(
         [w.p99_ms for w in last], rule.tolerance
     )
