@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _manifest(
-    args, endpoint: Endpoint, config: Configuration, pool, server_info, levels
+    args, endpoint: Endpoint, config: Configuration, pool, average, server_info, levels
 ) -> Manifest:
     return Manifest(
         run_id=make_run_id(f"{args.label}-{config.tag}"),
@@ -198,7 +198,7 @@ def _manifest(
         workload=WorkloadInfo(
             seed=args.seed,
             batch_size_setting=config.setting,
-            avg_batch_size=pool.avg_batch_size,
+            avg_batch_size=average,
             patches_per_event=round(pool.patches_per_event),
         ),
         load=LoadInfo(
@@ -222,11 +222,9 @@ def _sweep_one(
     args, endpoint: Endpoint, config: Configuration, pool: BatchPool, levels, metrics: RunMetrics
 ) -> None:
     server_info = check_server(endpoint, config.model)
-    batches = EncodedBatches(
-        endpoint.protocol,
-        [b.patches for b in pool.sample(args.pool_batches)],
-        endpoint.shared_memory,
-    )
+    sent = pool.sample(args.pool_batches)
+    batches = EncodedBatches(endpoint.protocol, [b.patches for b in sent], endpoint.shared_memory)
+    average = sum(b.size for b in sent) / len(sent)
     settings = MeasurementSettings(
         window_s=args.window,
         warmup_s=args.warmup,
@@ -240,11 +238,8 @@ def _sweep_one(
         progress("in-process reference: the model through onnxruntime, between levels")
         reference = InProcessReference(model_bytes(), batches.arrays, args.reference_seconds)
     results: list[LevelResult] = []
-    progress(
-        f"sweep {config.model}, batch ~{pool.avg_batch_size:.0f} ({config.setting}), "
-        f"{endpoint.protocol}"
-    )
-    manifest = _manifest(args, endpoint, config, pool, server_info, levels)
+    progress(f"sweep {config.model}, batch ~{average:.0f} ({config.setting}), {endpoint.protocol}")
+    manifest = _manifest(args, endpoint, config, pool, average, server_info, levels)
     with RunWriter(args.results, manifest) as writer:
         writer.update(metrics=metrics.info())
         started = time.time()

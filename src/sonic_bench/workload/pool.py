@@ -41,12 +41,15 @@ class BatchPool:
         return float(np.mean([len(e) for e in self.events]))
 
     def sample(self, n: int) -> list[RequestBatch]:
-        """`n` batches spread evenly over the pool: the same mix of sizes, less memory."""
+        """`n` batches with the pool's mix of sizes (evenly spaced quantiles of the sizes,
+        so the remainders of each plane are kept in proportion), in a fixed shuffled order."""
         batches = self.batches
         if n >= len(batches):
             return batches
-        picks = np.linspace(0, len(batches) - 1, n).round().astype(int)
-        return [batches[i] for i in picks]
+        by_size = sorted(range(len(batches)), key=lambda i: (batches[i].size, i))
+        picks = [by_size[i] for i in np.linspace(0, len(batches) - 1, n).round().astype(int)]
+        order = np.random.default_rng(self.seed).permutation(len(picks))
+        return [batches[picks[i]] for i in order]
 
     def event(self, i: int) -> tuple[RequestBatch, ...]:
         """The i-th event of an endless replay."""
