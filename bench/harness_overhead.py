@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     args = parser.parse_args()
     figures = Figures()
-    batch = simulated_pool(LARGE_BATCH_SETTING).batches[0].patches
+    batch = simulated_pool(LARGE_BATCH_SETTING).batches[0].patches[:1693]  # the paper's average
     with embedded_server() as server:
         grpc = Endpoint(server.grpc_url)
         ours, bare = interleaved(
