@@ -66,7 +66,9 @@ def test_server_count_over_a_level_agrees_with_the_client(server, prometheus, pa
     time.sleep(prometheus.options.interval_s * 2)  # an idle scrape before the level
     start = time.time() - prometheus.options.interval_s
     result = _level(server, MODEL_CALIBRATION, patches, concurrency=4)
-    end = time.time() + prometheus.options.interval_s
+    # Range queries are evaluated on a 1 s grid from the last scrape at or before each
+    # point: 2.5 intervals after the level, a scrape taken after its last answer counts.
+    end = time.time() + prometheus.options.interval_s * 2.5
     samples = prometheus.source.samples(start, end)
     served = counter_increase(samples, "nv_inference_count", MODEL_CALIBRATION, start, end)
     assert served == sum(r.batch_size for r in result.records if r.ok)
