@@ -51,10 +51,6 @@ class BatchPool:
         order = np.random.default_rng(self.seed).permutation(len(picks))
         return [batches[picks[i]] for i in order]
 
-    def event(self, i: int) -> tuple[RequestBatch, ...]:
-        """The i-th event of an endless replay."""
-        return self.events[i % len(self.events)]
-
 
 def simulated_pool(
     setting: int,
