@@ -7,18 +7,13 @@ it could not be used, and the caller falls back to scraping Triton directly.
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
 import string
-import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.process import Leftovers, ManagedProcess, http_ok, port_free
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "sonic-bench.yml"
 
@@ -48,22 +43,32 @@ class PrometheusConfig:
 
 
 class PrometheusServer:
+    """A Prometheus process of our own, with its data in a folder that goes with it."""
+
     def __init__(self, config: PrometheusConfig, folder: Path | None = None):
         self.config = config
+        self.owns_folder = folder is None
         self.folder = folder or Path(tempfile.mkdtemp(prefix="sonic-prometheus-"))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.managed: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.config.host}:{self.config.port}"
 
     def start(self) -> PrometheusServer:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> PrometheusServer:
         binary = shutil.which(self.config.binary)
         if binary is None:
             raise PrometheusUnavailable(
                 f"Prometheus binary {self.config.binary!r} not found (apt-get install prometheus)"
             )
-        if not _port_free(self.config.host, self.config.port):
+        if not port_free(self.config.host, self.config.port):
             raise PrometheusUnavailable(
                 f"port {self.config.port} on {self.config.host} is taken: "
                 "pass --prometheus-port or --prometheus-url"
@@ -71,48 +76,37 @@ class PrometheusServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         config_file = self.folder / "prometheus.yml"
         config_file.write_text(self.config.render())  # fails before anything is started
-        log = open(self.folder / "prometheus.log", "wb")  # noqa: SIM115 (lives with the process)
-        self.process = subprocess.Popen(
-            [
+        self.managed = ManagedProcess(
+            name="Prometheus",
+            command=[
                 binary,
                 f"--config.file={config_file}",
                 f"--storage.tsdb.path={self.folder / 'data'}",
                 f"--web.listen-address={self.config.host}:{self.config.port}",
                 "--storage.tsdb.retention.time=7d",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            log_path=self.folder / "prometheus.log",
+            ready=lambda: http_ok(f"{self.url}/-/ready"),
+            startup_timeout_s=self.config.startup_timeout_s,
+            leftovers=Leftovers(folders=(self.folder,) if self.owns_folder else ()),
+            death_reason=_death_reason,
         )
-        log.close()
-        self._wait_ready()
+        try:
+            self.managed.start()
+        except SonicBenchError as e:
+            raise PrometheusUnavailable(str(e)) from None
         return self
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.config.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                tail = (self.folder / "prometheus.log").read_text(errors="replace").strip()
-                last = tail.splitlines()[-1] if tail else "(no output)"
-                reason = last.split("err=", 1)[-1] if "err=" in last else last
-                self.stop()
-                raise PrometheusUnavailable(f"Prometheus exited during start: {reason[:300]}")
-            if _ready(f"{self.url}/-/ready"):
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise PrometheusUnavailable(f"Prometheus not ready after {self.config.startup_timeout_s} s")
+    @property
+    def alive(self) -> bool:
+        return self.managed is not None and self.managed.alive
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.managed is not None:
+            self.managed.stop()
+            self.managed = None
+        if self.owns_folder:
+            Leftovers(folders=(self.folder,)).remove()
 
     def __enter__(self) -> PrometheusServer:
         return self
@@ -121,19 +115,8 @@ class PrometheusServer:
         self.stop()
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
+def _death_reason(log: str, code: int | None) -> str:
+    tail = log.strip()
+    last = tail.splitlines()[-1] if tail else "(no output)"
+    reason = last.split("err=", 1)[-1] if "err=" in last else last
+    return f"Prometheus exited during start: {reason[:300]}"

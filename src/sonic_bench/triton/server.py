@@ -1,26 +1,22 @@
 """The embedded Triton server: the real tritonserver binary as a child process.
 
 Started on 127.0.0.1 with the model repository, ready when every model is, and always
-stopped by us (on exit, error or Ctrl-C) together with its Python-backend stub processes.
+stopped by us (on exit, error, Ctrl-C, or our own SIGKILL through the reaper) together
+with its Python-backend stub processes, its temp folder and its shared-memory regions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
-import socket
-import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.process import Leftovers, ManagedProcess, http_ok
 from sonic_bench.triton.install import backend_directory, find_install
 
 # Big enough for a 1693-patch request (15.6 MB) without the stub growing its region per call.
@@ -45,32 +41,20 @@ class ServerConfig:
         return {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _check_port_free(host: str, port: int, role: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As servers do: connections of a just-stopped server (TIME_WAIT) do not count.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            raise SonicBenchError(
-                f"port {port} on {host} ({role}) is already in use: stop what holds it "
-                f"or choose another with --{role}-port"
-            ) from None
-
-
 class EmbeddedServer:
     """A tritonserver process; use as a context manager so it is always stopped."""
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = config.log_path or Path(tempfile.mkdtemp(prefix="sonic-triton-")) / "log"
+        self.managed: ManagedProcess | None = None
+        # The Python backend names its regions with this prefix: ours alone, so that
+        # they can be removed when the server is gone without touching another server's.
+        self.shm_prefix = f"sonic-triton-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+        if config.log_path is None:
+            self.temp_folder: Path | None = Path(tempfile.mkdtemp(prefix="sonic-triton-"))
+            self.log_path = self.temp_folder / "log"
+        else:
+            self.temp_folder, self.log_path = None, config.log_path
 
     @property
     def http_url(self) -> str:
@@ -83,6 +67,11 @@ class EmbeddedServer:
     @property
     def metrics_url(self) -> str:
         return f"http://{self.config.host}:{self.config.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        process = self.managed.process if self.managed else None
+        return process.pid if process else None
 
     def command(self) -> list[str]:
         c = self.config
@@ -104,6 +93,7 @@ class EmbeddedServer:
             "--exit-timeout-secs=10",
             f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_BYTES}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
         ]
         if c.models:
             args.append("--model-control-mode=explicit")
@@ -113,47 +103,53 @@ class EmbeddedServer:
     def start(self, on_wait: Callable[[float], None] | None = None) -> EmbeddedServer:
         c = self.config
         if not c.repository.is_dir():
+            self._remove_temp()
             raise SonicBenchError(
                 f"model repository {c.repository} not found: run 'sonic-bench model export'"
             )
-        for role, port in c.ports().items():
-            _check_port_free(c.host, port, role)
-        command = self.command()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            # A session of its own: Ctrl-C reaches us, and we stop the server and its stubs.
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=find_install().environment(),
-                start_new_session=True,
-            )
         try:
-            self._wait_ready(on_wait)
-        except BaseException:
-            self.stop()
+            ManagedProcess.check_ports(
+                c.host,
+                c.ports(),
+                lambda role: f"stop what holds it or choose another with --{role}-port",
+            )
+            command = self.command()
+        except SonicBenchError:
+            self._remove_temp()
             raise
+        ready_url = f"http://{self.http_url}/v2/health/ready"
+        self.managed = ManagedProcess(
+            name="tritonserver",
+            command=command,
+            log_path=self.log_path,
+            ready=lambda: http_ok(ready_url),
+            startup_timeout_s=c.startup_timeout_s,
+            env=find_install().environment(),
+            leftovers=Leftovers(
+                folders=(self.temp_folder,) if self.temp_folder else (),
+                shm_prefixes=(self.shm_prefix,),
+            ),
+            death_reason=self._death_reason,
+        )
+        try:
+            self.managed.start(on_wait)
+        except SonicBenchError as e:
+            if "not ready after" not in str(e):
+                raise
+            raise SonicBenchError(
+                f"tritonserver not ready after {c.startup_timeout_s:.0f} s "
+                f"(last log line: {self._last_line(self.managed.log_text())}); "
+                "raise --startup-timeout"
+            ) from None
         return self
 
-    def _wait_ready(self, on_wait: Callable[[float], None] | None) -> None:
-        assert self.process is not None
-        began = time.monotonic()
-        ready_url = f"http://{self.http_url}/v2/health/ready"
-        while True:
-            waited = time.monotonic() - began
-            if self.process.poll() is not None:
-                raise SonicBenchError(self._death_reason())
-            if _http_ok(ready_url):
-                return
-            if waited > self.config.startup_timeout_s:
-                raise SonicBenchError(
-                    f"tritonserver not ready after {self.config.startup_timeout_s:.0f} s "
-                    f"(log: {self.log_path}); raise --startup-timeout"
-                )
-            if on_wait:
-                on_wait(waited)
-            time.sleep(0.2)
+    def _log_hint(self) -> str:
+        """Where the log is, when it outlives the server (a temp folder does not)."""
+        return f" (log: {self.log_path})" if self.temp_folder is None else ""
+
+    @staticmethod
+    def _last_line(log: str) -> str:
+        return ([line for line in log.splitlines() if line.strip()][-1:] or ["(empty log)"])[0]
 
     def log_text(self) -> str:
         try:
@@ -161,51 +157,33 @@ class EmbeddedServer:
         except OSError:
             return ""
 
-    def _death_reason(self) -> str:
-        log = self.log_text()
+    def _death_reason(self, log: str, code: int | None) -> str:
         failures = [m for m in map(_LOAD_FAILURE.search, log.splitlines()) if m]
         if failures:
             name, reason = failures[0].groups()
-            return f"model '{name}' failed to load: {reason.strip()} (log: {self.log_path})"
-        last = [line for line in log.splitlines() if line.strip()][-1:] or ["(empty log)"]
-        code = self.process.returncode if self.process else None
-        return f"tritonserver exited during start (code {code}): {last[0]} (log: {self.log_path})"
+            return f"model '{name}' failed to load: {reason.strip()}{self._log_hint()}"
+        last = self._last_line(log)
+        return f"tritonserver exited during start (code {code}): {last}{self._log_hint()}"
 
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def wait(self) -> int:
+        """Block until the server exits; its exit code."""
+        assert self.managed is not None and self.managed.process is not None
+        return self.managed.process.wait()
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the server and every process of its session (the backend stubs)."""
-        if self.process is None:
-            return
-        group = self.process.pid
-        _signal_group(group, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(group, signal.SIGKILL)
-            self.process.wait()
-        # Stubs that outlived the server (they should not) are ended too.
-        _signal_group(group, signal.SIGKILL)
-        self.process = None
+        if self.managed is not None:
+            self.managed.stop(timeout_s)
+            self.managed = None
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        Leftovers(folders=(self.temp_folder,) if self.temp_folder else ()).remove()
 
     def __enter__(self) -> EmbeddedServer:
-        if self.process is None:
+        if self.managed is None:
             self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _signal_group(group: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, sig)
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
