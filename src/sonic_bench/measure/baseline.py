@@ -15,8 +15,8 @@ import numpy as np
 import onnxruntime as ort
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
+from sonic_bench.workload.detector import PATCHES_PER_EVENT
 
-PATCHES_PER_EVENT = 55_000  # the paper's typical ProtoDUNE-SP event
 DEFAULT_SESSION_BATCH = 256  # the served model's `session_batch`: like with like
 
 

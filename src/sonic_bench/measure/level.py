@@ -17,7 +17,8 @@ from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.load import ClosedLoop, LoadDriver, OpenLoop, wait_until
 from sonic_bench.measure.records import Clock, RequestRecord
 from sonic_bench.measure.stats import LatencySummary, summarize_latencies
-from sonic_bench.measure.windows import StabilityRule, Verdict, WindowStats, assess, window_stats
+from sonic_bench.measure.windows import Stability, StabilityRule, WindowStats, assess, window_stats
+from sonic_bench.results.schema import iso_utc
 from sonic_bench.triton.client import InferClient, ServerUnavailable
 from sonic_bench.triton.stats import ModelStats, StatsReader
 
@@ -49,20 +50,40 @@ class MeasurementSettings:
     max_window_s: float = 60.0
     rule: StabilityRule = field(default_factory=StabilityRule)
 
+    def __post_init__(self) -> None:
+        checks = (
+            (self.window_s > 0, f"--window {self.window_s:g}: give a positive number of seconds"),
+            (self.warmup_s >= 0, f"--warmup {self.warmup_s:g}: must not be negative"),
+            (self.max_windows >= 1, f"--max-windows {self.max_windows}: give at least 1"),
+            (
+                0 < self.rule.tolerance < 1,
+                f"--stability {self.rule.tolerance:g}: give a fraction such as 0.1",
+            ),
+        )
+        for ok, message in checks:
+            if not ok:  # NaN fails every comparison and lands here too
+                raise SonicBenchError(message)
+
 
 @dataclass
 class LevelHooks:
-    """Called as a level goes: on_window(level, window, verdict), on_warning(message)."""
+    """The seam between measurement and presentation: on_window(level, window, stability)
+    as a level goes, on_warning(message), on_progress(message) for what a run is doing."""
 
-    on_window: list[Callable[[Level, WindowStats, Verdict], None]] = field(default_factory=list)
+    on_window: list[Callable[[Level, WindowStats, Stability], None]] = field(default_factory=list)
+    on_progress: list[Callable[[str], None]] = field(default_factory=list)
     on_warning: list[Callable[[str], None]] = field(default_factory=list)
 
-    def window(self, level: Level, stats: WindowStats, verdict: Verdict) -> None:
+    def window(self, level: Level, stats: WindowStats, stability: Stability) -> None:
         for hook in self.on_window:
-            hook(level, stats, verdict)
+            hook(level, stats, stability)
 
     def warning(self, message: str) -> None:
         for hook in self.on_warning:
+            hook(message)
+
+    def progress(self, message: str) -> None:
+        for hook in self.on_progress:
             hook(message)
 
 
@@ -71,7 +92,7 @@ class LevelResult:
     step: int
     level: Level
     windows: tuple[WindowStats, ...]
-    verdict: Verdict
+    stability: Stability
     span: tuple[float, float]  # measured span, unix seconds
     records: tuple[RequestRecord, ...]  # every request of the level, warm-up included
     server: ModelStats | None  # over the measured span
@@ -104,7 +125,7 @@ class LevelResult:
         lags = [(r.t_send - r.t_scheduled) * 1000 for r in self.measured()]
         return float(np.mean(lags)) if lags else float("nan")
 
-    def as_row(self, iso: Callable[[float], str]) -> dict:
+    def as_row(self) -> dict:
         measured = self.measured()
         ok = [r for r in measured if r.ok]
         row = {
@@ -112,14 +133,15 @@ class LevelResult:
             "concurrency": self.level.concurrency,
             "rate": self.level.rate,
             "batch_size": float(np.mean([r.batch_size for r in ok])) if ok else None,
-            "started_at": iso(self.span[0]),
-            "ended_at": iso(self.span[1]),
+            "started_at": iso_utc(self.span[0]),
+            "ended_at": iso_utc(self.span[1]),
             "requests": len(ok),
             "errors": len(measured) - len(ok),
             "inferences_per_s": self.inferences_per_s,
             "requests_per_s": self.requests_per_s,
-            "stable": self.verdict is Verdict.STABLE,
+            "stable": self.stability is Stability.STABLE,
             "client_cpu_percent": self.client_cpu_percent,
+            "send_lag_ms": self.send_lag_ms if self.level.rate is not None else None,
             **self.latency().as_row(),
         }
         if self.server is not None:
@@ -163,7 +185,7 @@ def measure_level(
     driver = _driver(level, make_client, clock)
     driver.start()
     try:
-        windows, verdict, span, server, cpu = _measure(
+        windows, stability, span, server, cpu = _measure(
             level, driver, settings, stats, hooks, clock, process
         )
     finally:
@@ -175,11 +197,11 @@ def measure_level(
     if stats and level_before is not None:
         done = sum(r.batch_size for r in records if r.ok)
         server_level = _settled(stats, level_before, done)
-    warnings = _warnings(level, verdict, cpu)
+    warnings = _warnings(level, stability, cpu)
     for message in warnings:
         hooks.warning(message)
     return LevelResult(
-        step, level, tuple(windows), verdict, span, records, server, server_level, cpu, warnings
+        step, level, tuple(windows), stability, span, records, server, server_level, cpu, warnings
     )
 
 
@@ -189,7 +211,7 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
     server_before = stats.snapshot() if stats else None
     cpu_before = _cpu_seconds(process)
     windows: list[WindowStats] = []
-    window_s, t, verdict = settings.window_s, start, Verdict.UNSTABLE
+    window_s, t, stability = settings.window_s, start, Stability.UNSTABLE
     while len(windows) < settings.max_windows:
         wait_until(clock, t + window_s)
         columns = driver.log.columns()
@@ -206,21 +228,21 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
         if current.requests == 0 and current.errors > 0:
             failed = next(r for r in reversed(driver.log.records()) if not r.ok)
             raise ServerUnavailable(f"{level.label}: every request failed: {failed.error}")
-        verdict = assess(windows, settings.rule)
-        hooks.window(level, current, verdict)
-        if verdict is Verdict.STABLE:
+        stability = assess(windows, settings.rule)
+        hooks.window(level, current, stability)
+        if stability is Stability.STABLE:
             break
-        if verdict is Verdict.TOO_FEW:
+        if stability is Stability.TOO_FEW:
             window_s = min(window_s * 2, settings.max_window_s)
     cpu = 100.0 * (_cpu_seconds(process) - cpu_before) / (t - start)
     server = stats.snapshot() - server_before if stats and server_before else None
-    return windows, verdict, (start, t), server, cpu
+    return windows, stability, (start, t), server, cpu
 
 
-def _warnings(level: Level, verdict: Verdict, cpu_percent: float) -> tuple[str, ...]:
+def _warnings(level: Level, stability: Stability, cpu_percent: float) -> tuple[str, ...]:
     warnings = []
-    if verdict is not Verdict.STABLE:
-        warnings.append(f"{level.label}: not stable ({verdict.value}) within the window limit")
+    if stability is not Stability.STABLE:
+        warnings.append(f"{level.label}: not stable ({stability.value}) within the window limit")
     if cpu_percent >= CLIENT_BOUND_CPU_PERCENT:
         warnings.append(
             f"{level.label}: the client used {cpu_percent:.0f}% of a core: the client, not the "

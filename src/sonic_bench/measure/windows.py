@@ -15,7 +15,7 @@ from enum import Enum
 import numpy as np
 
 
-class Verdict(Enum):
+class Stability(Enum):
     STABLE = "stable"
     UNSTABLE = "unstable"  # keep measuring
     TOO_FEW = "too few requests"  # lengthen the windows
@@ -72,15 +72,15 @@ def _agree(values: Sequence[float], tolerance: float) -> bool:
     return all(abs(v - mean) <= tolerance * mean for v in values)
 
 
-def assess(windows: Sequence[WindowStats], rule: StabilityRule = StabilityRule()) -> Verdict:
+def assess(windows: Sequence[WindowStats], rule: StabilityRule = StabilityRule()) -> Stability:
     if windows and windows[-1].requests < rule.min_requests:
-        return Verdict.TOO_FEW
+        return Stability.TOO_FEW
     # Windows too short to judge (before they were lengthened) take no part.
     judged = [w for w in windows if w.requests >= rule.min_requests]
     if len(judged) < rule.windows:
-        return Verdict.UNSTABLE
+        return Stability.UNSTABLE
     last = judged[-rule.windows :]
     stable = _agree([w.throughput for w in last], rule.tolerance) and _agree(
         [w.p99_ms for w in last], rule.tolerance
     )
-    return Verdict.STABLE if stable else Verdict.UNSTABLE
+    return Stability.STABLE if stable else Stability.UNSTABLE

@@ -63,4 +63,4 @@ def git_sha() -> str | None:
 
 
 def this_harness() -> Harness:
-    return Harness(version=__version__, git_sha=git_sha())
+    return Harness(version=__version__, git_sha=git_sha(), pid=os.getpid())

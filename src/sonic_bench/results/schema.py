@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import time
+import types
+import typing
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+from sonic_bench.errors import SonicBenchError
 
 SCHEMA_VERSION = 1
 RunKind = Literal["sweep", "loadgen", "baseline"]
@@ -38,11 +44,37 @@ STEP_COLUMNS = (
     "client_cpu_percent",
     "trial",  # repeated measurement of the same level (sweep --repeat)
     "reference_inferences_per_s",  # in-process throughput measured just before the level
+    "send_lag_ms",  # open loop: how late sends left against their schedule, on average
 )
 
 
+REQUEST_COLUMNS = ("step", "worker", "t_send", "t_recv", "latency_ms", "batch_size", "ok", "error")
+
+EVENT_COLUMNS = (
+    "step",
+    "users",
+    "worker",
+    "event",
+    "t_start",
+    "other_s",
+    "module_s",
+    "total_s",
+    "requests",
+    "failed_requests",
+)
+
+
+def iso_utc(unix: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds, the one time format of a run."""
+    return (
+        dt.datetime.fromtimestamp(unix, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(time.time())
 
 
 def make_run_id(label: str, when: dt.datetime | None = None) -> str:
@@ -54,6 +86,7 @@ def make_run_id(label: str, when: dt.datetime | None = None) -> str:
 class Harness:
     version: str
     git_sha: str | None
+    pid: int | None = None  # of the process writing the run: tells a live run from a dead one
 
 
 @dataclass(frozen=True)
@@ -143,3 +176,78 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "manifest.json") -> Manifest:
+        """The manifest as it was written; SchemaError names the file and the field."""
+        return load_record(cls, data, source, "")
+
+
+class SchemaError(SonicBenchError):
+    """A results file that does not match the schema."""
+
+
+_NUMBERS: dict[type, tuple[type, ...]] = {float: (int, float), int: (int,), str: (str,)}
+
+
+def load_record(cls: type, data: Any, source: str, where: str = "") -> Any:
+    """Build dataclass `cls` from parsed JSON, checking every field against its type."""
+    if not isinstance(data, dict):
+        raise SchemaError(f"{source}: {where or 'the file'} is not an object")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}" if where else f.name
+        if f.name not in data:
+            no_default = f.default is dataclasses.MISSING
+            if no_default and f.default_factory is dataclasses.MISSING:
+                raise SchemaError(f"{source}: field '{path}' is missing")
+            continue
+        values[f.name] = _value(hints[f.name], data[f.name], source, path)
+    return cls(**values)
+
+
+def _value(kind: Any, value: Any, source: str, path: str) -> Any:
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        return load_record(kind, value, source, path)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(kind):
+            try:
+                return _value(option, value, source, path)
+            except SchemaError:
+                continue
+        raise SchemaError(f"{source}: field '{path}' = {value!r} is not {_name(kind)}")
+    if origin is Literal:
+        if value not in typing.get_args(kind):
+            allowed = ", ".join(map(repr, typing.get_args(kind)))
+            raise SchemaError(f"{source}: field '{path}' = {value!r} is not one of {allowed}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise SchemaError(f"{source}: field '{path}' = {value!r} is not a list")
+        item = typing.get_args(kind)[0]
+        items = [_value(item, v, source, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise SchemaError(f"{source}: field '{path}' is not an object")
+        return value
+    if kind is type(None):
+        if value is not None:
+            raise SchemaError(f"{source}: field '{path}' = {value!r} is not null")
+        return None
+    if kind is Any:
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SchemaError(f"{source}: field '{path}' = {value!r} is not true or false")
+        return value
+    accepted = _NUMBERS.get(kind)
+    if accepted is None or isinstance(value, bool) or not isinstance(value, accepted):
+        raise SchemaError(f"{source}: field '{path}' = {value!r} is not {_name(kind)}")
+    return kind(value)
+
+
+def _name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")

@@ -8,18 +8,39 @@ leaves `status: partial`.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.results.schema import STEP_COLUMNS, Manifest, RunStatus
+from sonic_bench.results.schema import (
+    EVENT_COLUMNS,
+    REQUEST_COLUMNS,
+    SCHEMA_VERSION,
+    STEP_COLUMNS,
+    Manifest,
+    RunStatus,
+)
 
 MANIFEST = "manifest.json"
 STEPS = "steps.csv"
+REQUESTS = "requests.csv.gz"
+EVENTS = "events.csv"
+
+# How each requests.csv.gz column is written: times to the microsecond, latency to the
+# microsecond in ms; errors on one line without the separator.
+_REQUEST_FORMAT = {
+    "t_send": "{:.6f}".format,
+    "t_recv": "{:.6f}".format,
+    "latency_ms": "{:.3f}".format,
+    "ok": lambda ok: str(int(ok)),
+    "error": lambda e: (e or "").replace(",", ";").replace("\n", " "),
+}
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -69,6 +90,31 @@ class RunWriter:
             os.fsync(f.fileno())
         self.steps_written += 1
 
+    def append_requests(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Append request rows (values in REQUEST_COLUMNS order) as one gzip member."""
+        path = self.folder / REQUESTS
+        formats = [_REQUEST_FORMAT.get(c, str) for c in REQUEST_COLUMNS]
+        lines = [",".join(f(v) for f, v in zip(formats, row, strict=True)) for row in rows]
+        if not lines:
+            return 0
+        if not path.exists():
+            lines.insert(0, ",".join(REQUEST_COLUMNS))
+        with gzip.open(path, "at", compresslevel=3) as f:
+            f.write("\n".join(lines) + "\n")
+        return len(lines)
+
+    def append_events(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        path = self.folder / EVENTS
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
     def update(self, **changes: Any) -> None:
         self.manifest = replace(self.manifest, **changes)
         self._save()
@@ -96,20 +142,27 @@ class RunWriter:
 @dataclass(frozen=True)
 class StoredRun:
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     steps: list[dict[str, str]]
 
 
-def read_run(folder: Path) -> StoredRun:
+def read_manifest(folder: Path) -> Manifest:
+    """The typed manifest of a run folder; one clear error when it cannot be."""
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise SonicBenchError(f"{path} is missing: {folder} is not a sonic-bench run") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SonicBenchError(f"{path} is corrupt ({e}): re-run or remove it") from None
-    if manifest.get("schema_version") != 1:
-        raise SonicBenchError(f"{path}: schema_version {manifest.get('schema_version')!r} is not 1")
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise SonicBenchError(f"{path}: schema_version {version!r} is not {SCHEMA_VERSION}")
+    return Manifest.from_dict(data, str(path))
+
+
+def read_run(folder: Path) -> StoredRun:
+    manifest = read_manifest(folder)
     steps_path = folder / STEPS
     steps: list[dict[str, str]] = []
     if steps_path.exists():

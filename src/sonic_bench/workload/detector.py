@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 N_APA = 6
+PATCHES_PER_EVENT = 55_000  # hits to classify in a typical event (the paper's figure)
 APA_WIDTH_M = 2.3  # along z
 HEIGHT_M = 6.0
 DRIFT_LENGTH_M = 3.6
