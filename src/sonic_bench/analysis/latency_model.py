@@ -10,9 +10,12 @@ is t_SONIC minus the work that is not accelerated, (1 - p) t_CPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from sonic_bench.errors import SonicBenchError
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,19 @@ class ModelInputs:
     t_transmit: float = 0.0
     t_travel: float = 0.0
     n_gpu: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("t_cpu", "p", "t_gpu", "t_preprocess", "t_transmit", "t_travel"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                flag = "--" + name.replace("_", "-")
+                raise SonicBenchError(f"{flag} {value}: give a finite, non-negative number")
+        if not 0 <= self.p <= 1:
+            raise SonicBenchError(f"--p {self.p}: the accelerated fraction lies in [0, 1]")
+        if self.t_cpu <= 0 or self.t_gpu <= 0:
+            raise SonicBenchError("--t-cpu and --t-gpu (or --throughput) must be positive")
+        if self.n_gpu < 1:
+            raise SonicBenchError(f"--n-gpu {self.n_gpu}: give at least 1")
 
     @property
     def t_latency(self) -> float:
@@ -72,13 +88,55 @@ class ModelInputs:
         return self.t_sonic(n_cpu) - self.t_other
 
 
+def _positive(name: str, value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise SonicBenchError(f"{name} {value}: give a positive number")
+    return value
+
+
 def transmit_seconds(bytes_per_event: float, link_gbps: float) -> float:
-    return bytes_per_event * 8 / (link_gbps * 1e9)
+    return bytes_per_event * 8 / (_positive("--link-gbps", link_gbps) * 1e9)
 
 
 def travel_seconds(requests_per_event: float, rtt_ms: float) -> float:
-    return requests_per_event * rtt_ms / 1000.0
+    if not (math.isfinite(rtt_ms) and rtt_ms >= 0):
+        raise SonicBenchError(f"--rtt-ms {rtt_ms}: give a non-negative number")
+    return _positive("--requests", requests_per_event) * rtt_ms / 1000.0
 
 
 def gpu_seconds(patches_per_event: float, inferences_per_s_per_gpu: float) -> float:
-    return patches_per_event / inferences_per_s_per_gpu
+    patches = _positive("--patches", patches_per_event)
+    return patches / _positive("--throughput", inferences_per_s_per_gpu)
+
+
+PAPER_THROUGHPUT_PER_GPU = 31_000.0  # inferences/s per T4 with dynamic batching (paper)
+PAPER_LINK_GBPS = 2.0
+PAPER_REQUESTS_PER_EVENT = 32
+
+
+def model_inputs(
+    t_cpu: float,
+    p: float,
+    patches: float,
+    bytes_per_patch: float,
+    t_gpu: float | None = None,
+    throughput: float | None = None,
+    t_preprocess: float = 0.0,
+    t_transmit: float | None = None,
+    link_gbps: float | None = None,
+    t_travel: float | None = None,
+    requests: float | None = None,
+    rtt_ms: float = 0.0,
+    n_gpu: int = 1,
+) -> ModelInputs:
+    """The model's inputs from what a user knows: a time or a rate, a link or a time, a
+    request count and round-trip or a time. Unset choices take the paper's values."""
+    if t_gpu is None:
+        t_gpu = gpu_seconds(patches, PAPER_THROUGHPUT_PER_GPU if throughput is None else throughput)
+    if t_transmit is None:
+        link = PAPER_LINK_GBPS if link_gbps is None else link_gbps
+        t_transmit = transmit_seconds(patches * bytes_per_patch, link)
+    if t_travel is None:
+        count = PAPER_REQUESTS_PER_EVENT if requests is None else requests
+        t_travel = travel_seconds(count, rtt_ms)
+    return ModelInputs(t_cpu, p, t_gpu, t_preprocess, t_transmit, t_travel, n_gpu)

@@ -103,6 +103,9 @@ def _print(baselines, sweeps, loadgens, skipped) -> None:
     if sweeps:
         print("\nstandalone sweeps:")
         print_table(SWEEP_HEADERS, sweep_rows(sweeps))
+        for s in sweeps:
+            for note in s.run.notes:
+                print(f"warning: {s.run.run_id}: {note}")
     if loadgens:
         print("\ngrid jobs (module time per event against users, paper's latency model):")
         print_table(LOADGEN_HEADERS, loadgen_rows(loadgens))

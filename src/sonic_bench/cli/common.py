@@ -7,8 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sonic_bench.errors import SonicBenchError
-from sonic_bench.model.repository import DEFAULT_REPOSITORY, EMBEDDED
+from sonic_bench.model.repository import DEFAULT_REPOSITORY
 
 
 def add_repository(parser: argparse.ArgumentParser) -> None:
@@ -20,36 +19,40 @@ def add_repository(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def embedded_repository(root: Path) -> Path:
-    """The folder the embedded server serves: ROOT/embedded, or ROOT itself if it is one."""
-    candidate = root / EMBEDDED
-    if candidate.is_dir():
-        return candidate
-    if any(root.glob("*/config.pbtxt")):
-        return root
-    raise SonicBenchError(
-        f"no model repository at {root}: run from the sonic-bench checkout or pass --repository"
-    )
-
-
 def int_list(text: str) -> list[int]:
-    """'1,2,4' or '1-8' (powers of two) or '10:100:10' (start:stop:step)."""
+    """'1,2,4' or '1-8' (powers of two from 1 to 8) or '10:100:10' (start:stop:step)."""
+    usage = "use 1,2,4 or 1-64 (doubling) or 10:100:10 (start:stop:step)"
     try:
         if ":" in text:
             start, stop, step = (int(x) for x in text.split(":"))
-            return list(range(start, stop + 1, step))
-        if "-" in text:
+            if step < 1 or stop < start:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r}: start:stop:step needs step >= 1 and stop >= start"
+                )
+            values = list(range(start, stop + 1, step))
+        elif "-" in text.strip("-"):
             low, high = (int(x) for x in text.split("-"))
+            if low < 1 or high < low:
+                raise argparse.ArgumentTypeError(f"{text!r}: LOW-HIGH needs 1 <= LOW <= HIGH")
             values, v = [], low
             while v <= high:
                 values.append(v)
                 v *= 2
-            return values
-        return [int(x) for x in text.split(",") if x]
+        else:
+            values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of integers: use 1,2,4 or 1-64 or 10:100:10"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers: {usage}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} names no value: {usage}")
+    return values
+
+
+def float_list(text: str) -> list[float]:
+    """'10,20.5' as numbers."""
+    try:
+        return [float(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], file=None) -> None:

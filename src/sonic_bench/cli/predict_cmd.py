@@ -7,14 +7,9 @@ import json
 
 import numpy as np
 
-from sonic_bench.analysis.latency_model import (
-    ModelInputs,
-    gpu_seconds,
-    transmit_seconds,
-    travel_seconds,
-)
+from sonic_bench.analysis.latency_model import ModelInputs, model_inputs
 from sonic_bench.cli.common import int_list, print_table
-from sonic_bench.errors import SonicBenchError
+from sonic_bench.workload.detector import PATCHES_PER_EVENT
 
 PATCH_BYTES = 48 * 48 * 4
 
@@ -26,7 +21,9 @@ def register(commands) -> None:
     gpu = parser.add_mutually_exclusive_group()
     gpu.add_argument("--t-gpu", type=float, help="server seconds per event, per GPU")
     gpu.add_argument("--throughput", type=float, help="inferences/s per GPU (with --patches)")
-    parser.add_argument("--patches", type=float, default=55_000, help="patches per event")
+    parser.add_argument(
+        "--patches", type=float, default=PATCHES_PER_EVENT, help="patches per event"
+    )
     parser.add_argument("--t-preprocess", type=float, default=7.0)
     transmit = parser.add_mutually_exclusive_group()
     transmit.add_argument("--t-transmit", type=float, help="seconds to send an event's inputs")
@@ -42,24 +39,20 @@ def register(commands) -> None:
 
 
 def inputs_from(args: argparse.Namespace) -> ModelInputs:
-    if not 0 <= args.p <= 1:
-        raise SonicBenchError(f"--p {args.p}: the accelerated fraction lies in [0, 1]")
-    if args.t_gpu is not None:
-        t_gpu = args.t_gpu
-    elif args.throughput:
-        t_gpu = gpu_seconds(args.patches, args.throughput)
-    else:
-        t_gpu = gpu_seconds(args.patches, 31_000)  # the paper's per-GPU, dynamic batching
-    if t_gpu <= 0 or args.n_gpu < 1:
-        raise SonicBenchError("--t-gpu (or --throughput) and --n-gpu must be positive")
-    t_transmit = args.t_transmit
-    if t_transmit is None:
-        t_transmit = transmit_seconds(args.patches * PATCH_BYTES, args.link_gbps or 2.0)
-    t_travel = args.t_travel
-    if t_travel is None:
-        t_travel = travel_seconds(args.requests or 32, args.rtt_ms)
-    return ModelInputs(
-        args.t_cpu, args.p, t_gpu, args.t_preprocess, t_transmit, t_travel, args.n_gpu
+    return model_inputs(
+        t_cpu=args.t_cpu,
+        p=args.p,
+        patches=args.patches,
+        bytes_per_patch=PATCH_BYTES,
+        t_gpu=args.t_gpu,
+        throughput=args.throughput,
+        t_preprocess=args.t_preprocess,
+        t_transmit=args.t_transmit,
+        link_gbps=args.link_gbps,
+        t_travel=args.t_travel,
+        requests=args.requests,
+        rtt_ms=args.rtt_ms,
+        n_gpu=args.n_gpu,
     )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sonic_bench.cli.common import add_repository, embedded_repository, progress
+from sonic_bench.cli.common import add_repository, progress
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.model.repository import embedded_repository
 from sonic_bench.triton.server import EmbeddedServer, ServerConfig
 
 
@@ -45,22 +46,18 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def start_server(config: ServerConfig) -> EmbeddedServer:
-    server = EmbeddedServer(config)
-    progress(f"starting tritonserver on {config.host} (log: {server.log_path}) ...")
-    return server.start()
-
-
 def run(args: argparse.Namespace) -> int:
     models = tuple(m for m in args.models.split(",") if m)
-    server = start_server(server_config(args, models))
+    server = EmbeddedServer(server_config(args, models))
+    progress(f"starting tritonserver on {args.host} (log: {server.log_path}) ...")
+    server.start()
     try:
         print(f"tritonserver ready: HTTP {server.http_url}  gRPC {server.grpc_url}")
         print(f"metrics: {server.metrics_url}")
         print("Ctrl-C stops it.", flush=True)
-        assert server.process is not None
-        code = server.process.wait()
-        raise SonicBenchError(f"tritonserver exited with code {code} (log: {server.log_path})")
+        code = server.wait()
+        last = server.log_text().strip().splitlines()[-1:] or ["(empty log)"]
+        raise SonicBenchError(f"tritonserver exited with code {code}: {last[0]}")
     except KeyboardInterrupt:
         progress("stopping tritonserver ...")
         return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
@@ -20,10 +21,44 @@ MODEL_NO_DYNAMIC_BATCHING = "cnn_emtrkmichel_1_nodb"
 MODEL_CALIBRATION = "emtrkmichel_zero"
 DEFAULT_REPOSITORY = Path("model_repository")
 EMBEDDED = "embedded"
-GPU = "triton-gpu"
 ONNX_FILE = "model.onnx"
 
 _ZERO_COMPUTE = re.compile(r'key:\s*"compute",\s*value:\s*\{\s*string_value:\s*"zeros"')
+
+
+def embedded_repository(root: Path) -> Path:
+    """The folder the embedded server serves: ROOT/embedded, or ROOT itself if it is one."""
+    candidate = root / EMBEDDED
+    if candidate.is_dir():
+        return candidate
+    if any(root.glob("*/config.pbtxt")):
+        return root
+    raise SonicBenchError(
+        f"no model repository at {root}: run from the sonic-bench checkout or pass --repository"
+    )
+
+
+def slowed_copy(repository: Path, root: Path, slowdown: float) -> Path:
+    """A repository under `root` holding a copy of the no-dynamic-batching model whose
+    backend idles `slowdown` x its compute time: a known regression, to check that
+    `sonic-bench check` catches one."""
+    source = embedded_repository(repository) / MODEL_NO_DYNAMIC_BATCHING
+    target = root / MODEL_NO_DYNAMIC_BATCHING
+    (target / "1").mkdir(parents=True)
+    (target / "1" / "model.py").write_text((source / "1" / "model.py").read_text())
+    try:
+        os.link(source / "1" / ONNX_FILE, target / "1" / ONNX_FILE)
+    except OSError:
+        shutil.copyfile(source / "1" / ONNX_FILE, target / "1" / ONNX_FILE)
+    config = (source / "config.pbtxt").read_text()
+    slowed = config.replace(
+        'key: "slowdown", value: { string_value: "0" }',
+        f'key: "slowdown", value: {{ string_value: "{slowdown}" }}',
+    )
+    if slowed == config:
+        raise SonicBenchError(f"{source / 'config.pbtxt'} has no slowdown parameter set to 0")
+    (target / "config.pbtxt").write_text(slowed)
+    return root
 
 
 def model_for(dynamic_batching: bool) -> str:

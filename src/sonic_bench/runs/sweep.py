@@ -1,0 +1,216 @@
+"""A sweep as one library call: every configuration's levels, one run folder each.
+
+    runs = run_sweep(SweepPlan(...), Target(...), MetricsOptions(...), hooks)
+
+perf_analyzer keeps its orchestration apart from its command line; so does this: the
+CLI builds the plan from arguments, subscribes to the hooks to show progress and
+prints what comes back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.measure.level import (
+    Level,
+    LevelHooks,
+    LevelResult,
+    MeasurementSettings,
+    measure_level,
+)
+from sonic_bench.measure.reference import InProcessReference
+from sonic_bench.metrics.recording import MetricsOptions, RunMetrics, server_series_row
+from sonic_bench.model.emtrackmichel import model_bytes
+from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
+from sonic_bench.results.manifest import new_manifest
+from sonic_bench.results.schema import LoadInfo, Manifest, WorkloadInfo, served_model
+from sonic_bench.results.store import RunWriter
+from sonic_bench.runs.target import Target, reach
+from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
+from sonic_bench.triton.stats import StatsReader
+from sonic_bench.workload.pool import BatchPool, simulated_pool
+
+DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
+MAX_CLIENTS = 400
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One served model at one batch setting: a run folder of its own."""
+
+    setting: int
+    dynamic_batching: bool
+    model: str
+
+    @property
+    def tag(self) -> str:
+        return f"b{self.setting}-{'db' if self.dynamic_batching else 'nodb'}"
+
+
+def configurations(
+    settings: Sequence[int],
+    dynamic_batching: str,
+    model: str | None = None,
+    calibration: bool = False,
+) -> tuple[Configuration, ...]:
+    """Every batch setting with every dynamic-batching choice ("on", "off", "both")."""
+    db = {"on": [True], "off": [False], "both": [True, False]}[dynamic_batching]
+    return tuple(
+        Configuration(s, on, model or (MODEL_CALIBRATION if calibration else model_for(on)))
+        for s, on in itertools.product(settings, db)
+    )
+
+
+def levels(
+    concurrency: Sequence[int] | None = None,
+    rates: Sequence[float] | None = None,
+    poisson: bool = False,
+    max_in_flight: int = 64,
+) -> tuple[Level, ...]:
+    """Open-loop levels when rates are given, else closed-loop concurrency levels."""
+    if rates:
+        if any(not r > 0 for r in rates):
+            raise SonicBenchError("--rate values must be positive requests per second")
+        return tuple(Level(rate=r, poisson=poisson, max_in_flight=max_in_flight) for r in rates)
+    counts = concurrency or DEFAULT_CONCURRENCY
+    if any(c < 1 or c > MAX_CLIENTS for c in counts):
+        raise SonicBenchError(f"--concurrency levels must be between 1 and {MAX_CLIENTS}")
+    return tuple(Level(concurrency=c) for c in counts)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    configurations: tuple[Configuration, ...]
+    levels: tuple[Level, ...]
+    settings: MeasurementSettings = field(default_factory=MeasurementSettings)
+    repeat: int = 1  # trials of every level
+    reference_seconds: float | None = None  # in-process reference before each level
+    seed: int = 1234
+    pool_batches: int = 24  # distinct batches replayed
+    results: Path = Path("results")
+    label: str = "sweep"
+
+    def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise SonicBenchError("--repeat must be at least 1")
+        if not self.configurations or not self.levels:
+            raise SonicBenchError("a sweep needs at least one batch setting and one level")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """What one configuration's sweep measured and where it was written."""
+
+    configuration: Configuration
+    folder: Path
+    average_batch: float
+    results: tuple[LevelResult, ...]
+
+
+def run_sweep(
+    plan: SweepPlan,
+    target: Target,
+    metrics: MetricsOptions,
+    hooks: LevelHooks | None = None,
+) -> list[SweepRun]:
+    hooks = hooks or LevelHooks()
+    runs: list[SweepRun] = []
+    with reach(target, hooks) as reached, RunMetrics(metrics, reached.metrics_url) as recording:
+        for message in recording.warnings:
+            hooks.warning(message)
+        if recording.source is not None:
+            hooks.progress(
+                f"server metrics: {recording.source.name} every {metrics.interval_s:g} s"
+            )
+        pools: dict[int, BatchPool] = {}
+        for config in plan.configurations:
+            if config.setting not in pools:
+                hooks.progress(
+                    f"simulating a ProtoDUNE-SP event for batch setting {config.setting} ..."
+                )
+                pools[config.setting] = simulated_pool(config.setting, seed=plan.seed)
+            runs.append(
+                _sweep_one(plan, reached.endpoint, config, pools[config.setting], recording, hooks)
+            )
+    return runs
+
+
+def _manifest(
+    plan: SweepPlan, endpoint: Endpoint, config: Configuration, pool, average, server_info
+) -> Manifest:
+    open_loop = plan.levels[0].rate is not None
+    return new_manifest(
+        "sweep",
+        f"{plan.label}-{config.tag}",
+        server=served_model(endpoint.url, endpoint.protocol, config.model, server_info),
+        workload=WorkloadInfo(
+            seed=plan.seed,
+            batch_size_setting=config.setting,
+            avg_batch_size=average,
+            patches_per_event=round(pool.patches_per_event),
+        ),
+        load=LoadInfo(
+            mode="open" if open_loop else "closed",
+            levels=tuple(lv.rate if open_loop else lv.concurrency for lv in plan.levels),
+            step_seconds=plan.settings.window_s,
+            shared_memory=endpoint.shared_memory,
+        ),
+    )
+
+
+def _sweep_one(
+    plan: SweepPlan,
+    endpoint: Endpoint,
+    config: Configuration,
+    pool: BatchPool,
+    metrics: RunMetrics,
+    hooks: LevelHooks,
+) -> SweepRun:
+    server_info = check_server(endpoint, config.model)
+    sent = pool.sample(plan.pool_batches)
+    batches = EncodedBatches(endpoint.protocol, [b.patches for b in sent], endpoint.shared_memory)
+    average = sum(b.size for b in sent) / len(sent)
+    stats = StatsReader(endpoint, config.model)
+    reference = None
+    if plan.reference_seconds:
+        hooks.progress("in-process reference: the model through onnxruntime, between levels")
+        reference = InProcessReference(model_bytes(), batches.arrays, plan.reference_seconds)
+    results: list[LevelResult] = []
+    hooks.progress(
+        f"sweep {config.model}, batch ~{average:.0f} ({config.setting}), {endpoint.protocol}"
+    )
+    manifest = _manifest(plan, endpoint, config, pool, average, server_info)
+    with RunWriter(plan.results, manifest) as writer:
+        writer.update(metrics=metrics.info())
+        started = time.time()
+        try:
+            trials = [(trial, level) for trial in range(plan.repeat) for level in plan.levels]
+            for step, (trial, level) in enumerate(trials):
+                row: dict = {"trial": trial}
+                if reference is not None:
+                    row["reference_inferences_per_s"] = reference.measure()
+                result = measure_level(
+                    step,
+                    level,
+                    lambda: InferClient(endpoint, config.model, batches),
+                    plan.settings,
+                    stats,
+                    hooks,
+                )
+                row.update(result.as_row())
+                row.update(server_series_row(metrics.level(config.model, *result.span)))
+                writer.append_step(row)
+                records = sorted(result.records, key=lambda r: r.t_send)
+                writer.append_requests(r.row(step) for r in records)
+                for message in result.warnings:
+                    writer.warn(message)
+                results.append(result)
+        finally:
+            answered = sum(sum(1 for r in result.records if r.ok) for result in results)
+            metrics.record(writer, started, time.time(), answered)
+    return SweepRun(config, writer.folder, average, tuple(results))
