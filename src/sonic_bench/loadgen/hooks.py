@@ -1,27 +1,25 @@
 """Wiring into Locust's events: arguments, per-process set-up, records, the run folder.
 
-Importing this module installs the listeners (the Locust file does). It adds one event
-of its own, `events.sonic_event`, fired once per reconstructed event with its timings;
-other listeners may subscribe to it like to any Locust event.
+Importing this module installs the listeners (the Locust file does). It adds two events
+of its own: `events.sonic_event`, fired once per reconstructed event with its timings,
+and `events.sonic_step`, fired on the leading process when the user count changes;
+other listeners may subscribe to them like to any Locust event. Everything sonic-bench
+keeps per process lives in one `LoadgenState` on the Environment.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
-import time
-from pathlib import Path
 
 import gevent
 import grpc.experimental.gevent as grpc_gevent
-from gevent.event import AsyncResult
 from locust import events
 from locust.event import EventHook
 from locust.runners import MasterRunner, WorkerRunner
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.loadgen.context import ATTRIBUTE, LoadgenContext, build_context, context_of
-from sonic_bench.loadgen.options import add_arguments, from_parsed
+from sonic_bench.loadgen.context import LoadgenContext, build_context
+from sonic_bench.loadgen.options import LoadgenOptions, add_arguments, from_parsed
 from sonic_bench.loadgen.recorder import (
     FLUSH_INTERVAL_S,
     MESSAGE,
@@ -29,16 +27,11 @@ from sonic_bench.loadgen.recorder import (
     RecordBuffer,
     RunRecorder,
 )
+from sonic_bench.loadgen.state import ATTRIBUTE, LoadgenState, state_of
+from sonic_bench.loadgen.steps import watch_steps
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
-from sonic_bench.results.machine import this_harness, this_machine
-from sonic_bench.results.schema import (
-    LoadInfo,
-    Manifest,
-    WorkloadInfo,
-    make_run_id,
-    served_model,
-    utc_now,
-)
+from sonic_bench.results.manifest import new_manifest
+from sonic_bench.results.schema import LoadInfo, Manifest, WorkloadInfo, served_model
 from sonic_bench.results.store import RunWriter
 from sonic_bench.triton.client import check_server
 
@@ -48,10 +41,9 @@ logger = logging.getLogger("sonic-bench")
 # Locust worker processes (and the gRPC protocol would block every user).
 grpc_gevent.init_gevent()
 
-if not hasattr(events, "sonic_event"):
-    events.sonic_event = EventHook()
-
-_state: dict = {"recorder": None, "buffer": None, "warnings": []}
+for _name in ("sonic_event", "sonic_step"):
+    if not hasattr(events, _name):
+        setattr(events, _name, EventHook())
 
 
 @events.init_command_line_parser.add_listener
@@ -80,71 +72,80 @@ def _set_up(environment, **_) -> None:
     except SonicBenchError as e:
         _fail(environment, str(e))
         return
+    state = LoadgenState(options)
+    setattr(environment, ATTRIBUTE, state)
     # Simulating the workload takes seconds of CPU: in a thread, so that this process's
     # greenlets (a worker's heartbeats to its master) keep running meanwhile. Users and
-    # listeners wait for the result through context_of().
-    pending = AsyncResult()
-    setattr(environment, ATTRIBUTE, pending)
+    # listeners wait for the result through state.context().
     built = gevent.get_hub().threadpool.spawn(build_context, options)
-    built.rawlink(lambda done: _context_ready(environment, pending, done))
+    built.rawlink(lambda done: _context_ready(environment, state, done))
     runner = environment.runner
     if not isinstance(runner, MasterRunner):
-        buffer = RecordBuffer()
-        _state["buffer"] = buffer
-        environment.events.request.add_listener(buffer.on_request)
-        environment.events.sonic_event.add_listener(buffer.on_event)
-        gevent.spawn(_flush_forever, environment, buffer)
+        state.buffer = RecordBuffer()
+        environment.events.request.add_listener(state.buffer.on_request)
+        environment.events.sonic_event.add_listener(state.buffer.on_event)
+        gevent.spawn(_flush_forever, environment, state)
     if not isinstance(runner, WorkerRunner):
         runner.register_message(MESSAGE, _on_records)
 
 
-def _context_ready(environment, pending: AsyncResult, done) -> None:
+def _context_ready(environment, state: LoadgenState, done) -> None:
     try:
-        pending.set(done.get())
+        state.pending.set(done.get())
     except SonicBenchError as e:
-        pending.set_exception(e)
+        state.pending.set_exception(e)
         _fail(environment, str(e))
 
 
-def _flush(environment, buffer: RecordBuffer) -> None:
-    payload = buffer.take()
+def _flush(environment, state: LoadgenState) -> None:
+    if state.buffer is None:
+        return
+    payload = state.buffer.take()
     if payload["requests"] or payload["events"]:
         environment.runner.send_message(MESSAGE, payload)
 
 
-def _flush_forever(environment, buffer: RecordBuffer) -> None:
+def _flush_forever(environment, state: LoadgenState) -> None:
     while True:
         gevent.sleep(FLUSH_INTERVAL_S)
-        _flush(environment, buffer)
-        _note_cpu(environment)
+        _flush(environment, state)
+        _note_cpu(environment, state)
 
 
-def _note_cpu(environment) -> None:
-    recorder: RunRecorder | None = _state["recorder"]
+def _note_cpu(environment, state: LoadgenState) -> None:
     runner = environment.runner
-    if recorder is None or runner is None:
+    if state.recorder is None or runner is None:
         return
     usages = [getattr(runner, "current_cpu_usage", 0.0)]
     usages += [getattr(c, "cpu_usage", 0.0) for c in getattr(runner, "clients", {}).values()]
-    recorder.note_cpu(max(usages))
+    state.recorder.note_cpu(max(usages))
 
 
 def _on_records(environment, msg, **_) -> None:
-    recorder: RunRecorder | None = _state["recorder"]
-    if recorder is not None:
-        recorder.receive(msg.data)
-        if isinstance(environment.runner, MasterRunner):
-            _note_cpu(environment)
+    state = state_of(environment)
+    recorder = state.recorder
+    if recorder is None:
+        return
+    recorder.receive(msg.data)
+    if isinstance(environment.runner, MasterRunner):
+        _note_cpu(environment, state)
+    if recorder.failures.give_up and state.stop_reason is None:
+        failures = recorder.failures
+        state.stop_reason = (
+            f"stopped: the last {failures.failed_in_a_row} events all failed "
+            f"({failures.first_error}); is the server still up?"
+        )
+        state.warn_once(state.stop_reason)
+        logger.error("sonic-bench: %s", state.stop_reason)
+        environment.process_exit_code = 1  # the shape ends the test at its next tick
 
 
 def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
     options = context.options
     plans = context.plans
-    return Manifest(
-        run_id=make_run_id(f"{options.label}-b{options.batch_setting}"),
-        kind="loadgen",
-        started_at=utc_now(),
-        harness=this_harness(),
+    return new_manifest(
+        "loadgen",
+        f"{options.label}-b{options.batch_setting}",
         server=served_model(options.url, options.protocol, options.model, server_info),
         workload=WorkloadInfo(
             seed=options.seed,
@@ -167,29 +168,10 @@ def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
                 "protocol": options.protocol,
             },
         ),
-        machine=this_machine(),
-        warnings=(),
     )
 
 
-@events.test_start.add_listener
-def _start_run(environment, **_) -> None:
-    if isinstance(environment.runner, WorkerRunner) or not hasattr(environment, ATTRIBUTE):
-        return
-    try:
-        context = context_of(environment)
-        info = check_server(context.endpoint, context.options.model)
-        writer = RunWriter(context.options.results, _manifest(context, info))
-    except SonicBenchError as e:
-        _fail(environment, str(e))
-        return
-    metrics = _start_metrics(context.options, writer)
-    _state["recorder"] = RunRecorder(writer, context.steps, metrics)
-    _state["warnings"] = []
-    logger.info("sonic-bench: recording to %s", writer.folder)
-
-
-def _start_metrics(options, writer: RunWriter) -> RunMetrics | None:
+def _run_metrics(options: LoadgenOptions) -> RunMetrics | None:
     if options.metrics == "off":
         return None
     settings = MetricsOptions(
@@ -197,43 +179,75 @@ def _start_metrics(options, writer: RunWriter) -> RunMetrics | None:
         prometheus_url=options.prometheus_url or None,
         prometheus_port=options.prometheus_port,
     )
-    workdir = Path(tempfile.mkdtemp(prefix="sonic-prometheus-"))
-    metrics = RunMetrics(settings, options.triton_metrics_url, workdir)
-    metrics.__enter__()
-    writer.update(metrics=metrics.info())
-    for message in metrics.warnings:
+    return RunMetrics(settings, options.triton_metrics_url)
+
+
+@events.test_start.add_listener
+def _start_run(environment, **_) -> None:
+    if isinstance(environment.runner, WorkerRunner) or not hasattr(environment, ATTRIBUTE):
+        return
+    state = state_of(environment)
+    try:
+        context = state.context()
+        info = check_server(context.endpoint, context.options.model)
+        writer = RunWriter(context.options.results, _manifest(context, info))
+    except SonicBenchError as e:
+        _fail(environment, str(e))
+        return
+    recorder = RunRecorder(writer, _run_metrics(context.options), context.options.max_failed_events)
+    for message in recorder.metrics.warnings if recorder.metrics else ():
         logger.warning("sonic-bench: %s", message)
-    return metrics
+    state.recorder, state.warnings = recorder, []
+    environment.events.sonic_step.add_listener(recorder.steps.on_step)
+    # The staircase's clock starts now that users can run: the workload was being built
+    # until here, and the first step must not lose that time.
+    if environment.shape_class is not None:
+        environment.shape_class.reset_time()
+    state.step_watcher = watch_steps(environment)
+    logger.info("sonic-bench: recording to %s", writer.folder)
 
 
 @events.cpu_warning.add_listener
 def _cpu_warning(environment, cpu_usage, **_) -> None:
-    message = f"Locust's CPU warning fired ({cpu_usage:.0f}%): the load generator may limit"
-    if message not in _state["warnings"]:
-        _state["warnings"].append(message)
+    if hasattr(environment, ATTRIBUTE):
+        state_of(environment).warn_once(
+            f"Locust's CPU warning fired ({cpu_usage:.0f}%): the load generator may limit"
+        )
+
+
+def _finish(environment, status, extra: tuple[str, ...] = ()) -> None:
+    state = state_of(environment)
+    recorder = state.recorder
+    if recorder is None:
+        return
+    state.recorder = None
+    if state.step_watcher is not None:
+        state.step_watcher.kill(block=False)
+        state.step_watcher = None
+    environment.events.sonic_step.remove_listener(recorder.steps.on_step)
+    folder = recorder.finish(status, (*state.warnings, *extra))
+    logger.info("sonic-bench: run written to %s", folder)
 
 
 @events.test_stop.add_listener
 def _stop_run(environment, **_) -> None:
-    buffer = _state["buffer"]
-    if buffer is not None:
-        _flush(environment, buffer)  # a worker's last records go to the master now
-    recorder: RunRecorder | None = _state["recorder"]
-    if recorder is None or isinstance(environment.runner, WorkerRunner):
+    if not hasattr(environment, ATTRIBUTE):
         return
-    context = context_of(environment)
-    context.steps.close(time.time())
+    state = state_of(environment)
+    _flush(environment, state)  # a worker's last records go to the master now
+    if state.recorder is None or isinstance(environment.runner, WorkerRunner):
+        return
     if isinstance(environment.runner, MasterRunner):
         gevent.sleep(STEP_GRACE_S)  # the workers' last messages
-    done = context.finished_staircase or not context.options.staircase
-    folder = recorder.finish("complete" if done else "partial", tuple(_state["warnings"]))
-    _state["recorder"] = None
-    logger.info("sonic-bench: run written to %s", folder)
+    staircase = state.options.staircase_schedule()
+    shape = environment.shape_class
+    done = staircase is None or (
+        shape is not None and staircase.target(shape.get_run_time()) is None
+    )
+    _finish(environment, "complete" if done else "partial")
 
 
 @events.quitting.add_listener
 def _quit(environment, **_) -> None:
-    recorder: RunRecorder | None = _state["recorder"]
-    if recorder is not None:  # quit without a clean stop: keep what we have
-        recorder.finish("partial", (*_state["warnings"], "load test ended without stopping"))
-        _state["recorder"] = None
+    if hasattr(environment, ATTRIBUTE):  # quit without a clean stop: keep what we have
+        _finish(environment, "partial", ("load test ended without stopping",))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.loadgen.shape import Staircase
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
 from sonic_bench.workload.batching import parse_batch_setting
 from sonic_bench.workload.event import DEFAULT_SEED
@@ -52,6 +53,12 @@ def add_arguments(parser) -> None:
     group.add_argument("--label", default="loadgen", help="run label")
     group.add_argument("--max-retries", type=int, default=5, help="retries of a failed request")
     group.add_argument(
+        "--max-failed-events",
+        type=int,
+        default=10,
+        help="stop the run after this many failed events in a row (0: never)",
+    )
+    group.add_argument(
         "--metrics",
         choices=["auto", "prometheus", "direct", "off"],
         default="auto",
@@ -83,6 +90,7 @@ class LoadgenOptions:
     results: Path
     label: str
     max_retries: int
+    max_failed_events: int = 10
     metrics: str = "auto"
     metrics_url: str = ""
     prometheus_url: str = ""
@@ -95,6 +103,12 @@ class LoadgenOptions:
 
     def hold_seconds(self, users: int) -> float:
         return self.step_seconds + self.step_seconds_per_user * users
+
+    def staircase_schedule(self) -> Staircase | None:
+        """The staircase to run, or None when -u/-r/-t drive the test."""
+        if not self.staircase:
+            return None
+        return Staircase(self.staircase, tuple(self.hold_seconds(u) for u in self.staircase))
 
 
 def _staircase(text: str) -> tuple[int, ...]:
@@ -140,6 +154,7 @@ def from_parsed(parsed) -> LoadgenOptions:
         results=Path(parsed.results),
         label=parsed.label,
         max_retries=parsed.max_retries,
+        max_failed_events=parsed.max_failed_events,
         metrics=parsed.metrics,
         metrics_url=parsed.metrics_url,
         prometheus_url=parsed.prometheus_url,

@@ -8,10 +8,8 @@ stop or crash keeps every finished event.
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import gzip
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,23 +18,12 @@ import numpy as np
 from sonic_bench.loadgen.steps import Step, StepLog
 from sonic_bench.measure.stats import summarize_latencies
 from sonic_bench.metrics.recording import RunMetrics, server_series_row
+from sonic_bench.results.schema import RunStatus, iso_utc
 from sonic_bench.results.store import RunWriter
 
 MESSAGE = "sonic_records"
 FLUSH_INTERVAL_S = 1.0
 STEP_GRACE_S = 3.0  # records of a step may still be on their way from workers
-EVENT_COLUMNS = (
-    "step",
-    "users",
-    "worker",
-    "event",
-    "t_start",
-    "other_s",
-    "module_s",
-    "total_s",
-    "requests",
-    "failed_requests",
-)
 
 
 @dataclass
@@ -80,8 +67,8 @@ class StepTally:
             "step": self.step.index,
             "concurrency": self.step.users,
             "batch_size": self.patches / ok if ok else None,
-            "started_at": _iso(self.step.start),
-            "ended_at": _iso(end),
+            "started_at": iso_utc(self.step.start),
+            "ended_at": iso_utc(end),
             "requests": ok,
             "errors": self.errors,
             "inferences_per_s": self.patches / span,
@@ -91,25 +78,49 @@ class StepTally:
         }
 
 
-def _iso(unix: float) -> str:
-    return (
-        dt.datetime.fromtimestamp(unix, dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+@dataclass
+class FailureWatch:
+    """Failed requests and the current run of failed events (all requests failed or the
+    event aborted): a server that went away must stop the run, not be measured."""
+
+    max_failed_events: int
+    failed_requests: int = 0
+    first_error: str | None = None
+    failed_in_a_row: int = 0
+
+    def request(self, error: str | None) -> None:
+        if error is not None:
+            self.failed_requests += 1
+            self.first_error = self.first_error or error
+
+    def event(self, failed_requests: int) -> None:
+        self.failed_in_a_row = self.failed_in_a_row + 1 if failed_requests else 0
+
+    @property
+    def give_up(self) -> bool:
+        return 0 < self.max_failed_events <= self.failed_in_a_row
+
+    def warnings(self) -> list[str]:
+        if not self.failed_requests:
+            return []
+        return [f"{self.failed_requests} requests failed (first: {self.first_error})"]
 
 
 class RunRecorder:
-    """Writes a loadgen run folder from the records that reach this (leading) process."""
+    """Writes a loadgen run folder from the records that reach this (leading) process.
 
-    def __init__(self, writer: RunWriter, steps: StepLog, metrics: RunMetrics | None = None):
+    Owns the run's writer and its metrics recording (entered here, left in `finish`)."""
+
+    def __init__(self, writer: RunWriter, metrics: RunMetrics | None, max_failed_events: int):
         self.writer = writer
-        self.steps = steps
-        self.metrics = metrics
+        self.steps = StepLog()
+        self.failures = FailureWatch(max_failed_events)
         self.started = time.time()
         self.tallies: dict[int, StepTally] = {}
-        self.requests_path = writer.folder / "requests.csv.gz"
-        self.events_path = writer.folder / "events.csv"
+        self._resources = ExitStack()
+        self.metrics = self._resources.enter_context(metrics) if metrics is not None else None
+        if self.metrics is not None:
+            writer.update(metrics=self.metrics.info())
 
     def _tally(self, step: Step) -> StepTally:
         if step.index not in self.tallies:
@@ -124,11 +135,11 @@ class RunRecorder:
         self.write_finished_steps(time.time() - STEP_GRACE_S)
 
     def _write_requests(self, requests: list) -> None:
-        lines = []
+        rows = []
         for worker, t_send, t_recv, size, error in requests:
             step = self.steps.at(t_recv)
-            index = step.index if step else 0
             latency = (t_recv - t_send) * 1000.0
+            self.failures.request(error)
             if step is not None:
                 tally = self._tally(step)
                 if error is None:
@@ -136,36 +147,19 @@ class RunRecorder:
                     tally.patches += size
                 else:
                     tally.errors += 1
-            clean = (error or "").replace(",", ";").replace("\n", " ")
-            lines.append(
-                f"{index},{worker},{t_send:.6f},{t_recv:.6f},{latency:.3f},{size},"
-                f"{int(error is None)},{clean}"
-            )
-        if not lines:
-            return
-        header = not self.requests_path.exists()
-        with gzip.open(self.requests_path, "at", compresslevel=3) as f:
-            if header:
-                f.write("step,worker,t_send,t_recv,latency_ms,batch_size,ok,error\n")
-            f.write("\n".join(lines) + "\n")
+            index = step.index if step else 0
+            rows.append((index, worker, t_send, t_recv, latency, size, error is None, error))
+        self.writer.append_requests(rows)
 
     def _write_events(self, events: list[dict]) -> None:
-        if not events:
-            return
-        header = not self.events_path.exists()
-        with open(self.events_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=EVENT_COLUMNS)
-            if header:
-                writer.writeheader()
-            for event in events:
-                step = self.steps.at(event["t_start"] + event["total_s"])
-                writer.writerow(
-                    {
-                        **{k: event[k] for k in EVENT_COLUMNS if k in event},
-                        "step": step.index if step else 0,
-                        "users": step.users if step else 0,
-                    }
-                )
+        rows = []
+        for event in events:
+            self.failures.event(event.get("failed_requests", 0))
+            step = self.steps.at(event["t_start"] + event["total_s"])
+            rows.append(
+                {**event, "step": step.index if step else 0, "users": step.users if step else 0}
+            )
+        self.writer.append_events(rows)
 
     def note_cpu(self, percent: float) -> None:
         step = self.steps.current
@@ -188,13 +182,21 @@ class RunRecorder:
                 self.writer.append_step(row)
                 tally.written = True
 
-    def finish(self, status: str, warnings: tuple[str, ...] = ()) -> Path:
+    def finish(self, status: RunStatus, warnings: tuple[str, ...] = ()) -> Path:
+        """Write what is left, stop the metrics recording, and close the manifest. A run
+        in which requests failed is never `complete`."""
         self.steps.close(time.time())
         self.write_finished_steps(float("inf"))
-        if self.metrics is not None:
-            self.metrics.write(self.writer.folder, self.started, time.time())
-            self.writer.update(metrics=self.metrics.info())
-            warnings = (*warnings, *self.metrics.warnings)
-            self.metrics.__exit__(None, None, None)
-        self.writer.finish(status, warnings)  # type: ignore[arg-type]
+        try:
+            if self.metrics is not None:
+                answered = sum(len(t.latencies_ms) for t in self.tallies.values())
+                self.metrics.record(self.writer, self.started, time.time(), answered)
+        finally:
+            self._resources.close()
+        failed = self.failures.warnings()
+        if failed and status == "complete":
+            status = "partial"
+        if status != "complete" and not self.writer.steps_written:
+            status = "failed"
+        self.writer.finish(status, (*warnings, *failed))
         return self.writer.folder

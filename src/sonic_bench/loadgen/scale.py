@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sonic_bench.workload.batching import RequestBatch
+from sonic_bench.workload.detector import PATCHES_PER_EVENT
 from sonic_bench.workload.pool import BatchPool
-
-FULL_EVENT_PATCHES = 55_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,6 @@ def plan_events(
         for shift in shifts:
             picks = (spread + shift * len(requests) // (variants * keep)) % len(requests)
             batches = tuple(requests[i] for i in picks)
-            fraction = sum(b.size for b in batches) / FULL_EVENT_PATCHES
+            fraction = sum(b.size for b in batches) / PATCHES_PER_EVENT
             plans.append(EventPlan(batches, other_full_s * fraction, preprocess_full_s * fraction))
     return plans

@@ -16,7 +16,7 @@ from locust import User, constant
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_STOPPING
 
-from sonic_bench.loadgen.context import context_of
+from sonic_bench.loadgen.state import context_of
 from sonic_bench.triton.client import InferError
 
 _user_numbers = itertools.count()
@@ -88,9 +88,14 @@ class GridJobUser(User):
         t_module = time.time()
         self._work(plan.preprocess_s)
         failed = 0
-        for index in self.context.batch_indices(self.event_number):
+        indices = self.context.batch_indices(self.event_number)
+        for done, index in enumerate(indices):
             self._stop_if_asked()
-            failed += not self._send(index)
+            if not self._send(index):
+                # Like the reconstruction module, give up on the event: the requests
+                # left are not sent and count as failed.
+                failed = len(indices) - done
+                break
         t_end = time.time()
         self.environment.events.sonic_event.fire(
             worker=self.worker,
