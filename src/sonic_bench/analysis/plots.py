@@ -96,7 +96,7 @@ def server_series_plot(run: LoadedRun, path: Path) -> Path | None:
     frame = run.metrics
     if frame is None or frame.empty:
         return None
-    model = run.manifest["server"]["model"]
+    model = run.manifest.server.model
     t0 = frame.t.min()
     inferences = _rate(frame, "nv_inference_count", model)
     executions = _rate(frame, "nv_inference_exec_count", model)

@@ -139,6 +139,8 @@ def write_report(
         parts += ["## Standalone sweeps", "", _table(SWEEP_HEADERS, sweep_rows(sweeps)), ""]
         if "throughput" in images:
             parts += [f"![throughput and latency]({images['throughput'].name})", ""]
+        notes = [f"- {s.run.run_id}: {note}" for s in sweeps for note in s.run.notes]
+        parts += [*notes, ""] if notes else []
     if loadgens:
         parts += [
             "## Grid jobs against the server (latency model fit)",

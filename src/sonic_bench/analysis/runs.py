@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import socket
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.results.store import MANIFEST, STEPS, read_run
+from sonic_bench.results.schema import STEP_COLUMNS, Manifest
+from sonic_bench.results.store import EVENTS, MANIFEST, REQUESTS, STEPS, read_run
 
 
 class SkippedRun(SonicBenchError):
@@ -19,23 +23,78 @@ class SkippedRun(SonicBenchError):
 @dataclass(frozen=True)
 class LoadedRun:
     folder: Path
-    manifest: dict
+    manifest: Manifest
     steps: pd.DataFrame
     events: pd.DataFrame | None
     metrics: pd.DataFrame | None
+    notes: tuple[str, ...] = ()  # what a reader must know before trusting the figures
+    requests_intact: bool = True
+
+    @property
+    def status(self) -> str:
+        """The manifest's status, or `interrupted` for a run left `running` by a harness
+        that is gone (killed, or the machine went down)."""
+        if self.manifest.status == "running" and not _writer_alive(self.manifest):
+            return "interrupted"
+        return self.manifest.status
 
     @property
     def run_id(self) -> str:
-        return self.manifest.get("run_id", self.folder.name)
+        return self.manifest.run_id
 
     @property
     def kind(self) -> str:
-        return self.manifest.get("kind", "?")
+        return self.manifest.kind
 
     @property
     def requests_path(self) -> Path | None:
-        path = self.folder / "requests.csv.gz"
-        return path if path.exists() else None
+        path = self.folder / REQUESTS
+        return path if path.exists() and self.requests_intact else None
+
+
+def _writer_alive(manifest: Manifest) -> bool:
+    """Whether the process that writes this run still runs (on this machine)."""
+    pid = manifest.harness.pid
+    if pid is None or manifest.machine.hostname != socket.gethostname():
+        return False
+    return psutil.pid_exists(pid)
+
+
+# steps.csv columns without which a run says nothing; the others may be missing in runs
+# written by other tools or older versions and read as empty.
+REQUIRED_STEP_COLUMNS = ("step", "concurrency", "inferences_per_s")
+
+
+def _gzip_intact(path: Path) -> bool:
+    """Runs append whole gzip members; a copy cut off mid-member fails to decompress."""
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except (EOFError, OSError, zlib.error):
+        return False
+    return True
+
+
+def _notes(manifest: Manifest, status: str, steps: pd.DataFrame, events, intact: bool):
+    notes = []
+    if status == "interrupted":
+        notes.append("the run never finished: its harness was killed (status still 'running')")
+    elif status == "running":
+        notes.append("the run is still running: figures are those of the levels done so far")
+    elif status in ("partial", "failed"):
+        reasons = "; ".join(manifest.warnings[:2]) or "no reason recorded"
+        notes.append(f"the run ended {status}: {reasons}")
+    errors = pd.to_numeric(steps.get("errors"), errors="coerce").fillna(0).sum()
+    if errors:
+        notes.append(f"{errors:.0f} requests failed during the measured levels")
+    if events is not None and "failed_requests" in events:
+        failed = int((events["failed_requests"] > 0).sum())
+        if failed:
+            notes.append(f"{failed} events had failed requests and are left out of the fit")
+    if not intact:
+        notes.append("requests.csv.gz is truncated: per-request figures are left out")
+    return tuple(notes)
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -85,14 +144,28 @@ def load_run(folder: Path) -> LoadedRun:
         raise SkippedRun(str(e)) from None
     steps = _csv(folder / STEPS, "steps.csv")
     if steps is None or steps.empty:
-        raise SkippedRun(f"{folder}: no finished load level (steps.csv is missing or empty)")
-    return LoadedRun(
+        status = LoadedRun(folder, stored.manifest, pd.DataFrame(), None, None).status
+        raise SkippedRun(
+            f"{folder}: no finished load level (steps.csv is missing or empty; the run is {status})"
+        )
+    missing = [c for c in REQUIRED_STEP_COLUMNS if c not in steps]
+    if missing:
+        raise SkippedRun(f"{folder / STEPS}: column(s) {', '.join(missing)} missing")
+    steps = steps.reindex(columns=list(dict.fromkeys([*STEP_COLUMNS, *steps.columns])))
+    events = _csv(folder / EVENTS, "events.csv")
+    if events is not None and "failed_requests" not in events:
+        events["failed_requests"] = 0  # written before failures were counted per event
+    requests = folder / REQUESTS
+    intact = not requests.exists() or _gzip_intact(requests)
+    run = LoadedRun(
         folder=folder,
         manifest=stored.manifest,
         steps=steps,
-        events=_csv(folder / "events.csv", "events.csv"),
+        events=events,
         metrics=_csv(folder / "metrics.csv.gz", "metrics.csv.gz"),
+        requests_intact=intact,
     )
+    return replace(run, notes=_notes(run.manifest, run.status, steps, events, intact))
 
 
 def request_latency_percentiles(path: Path) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import pandas as pd
 from sonic_bench.analysis.runs import LoadedRun, SkippedRun, request_latency_percentiles
 from sonic_bench.analysis.saturation_fit import SaturationResult, analyse_saturation
 from sonic_bench.analysis.throughput import Saturation, saturation
+from sonic_bench.workload.detector import PATCHES_PER_EVENT
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ class SweepSummary:
     @property
     def label(self) -> str:
         m = self.run.manifest
-        db = "db on" if m["server"].get("dynamic_batching") else "db off"
-        shm = ", shm" if m["load"].get("shared_memory") else ""
-        return f"{m['server']['model']} batch {m['workload']['avg_batch_size']:.0f}, {db}{shm}"
+        db = "db on" if m.server.dynamic_batching else "db off"
+        shm = ", shm" if m.load.shared_memory else ""
+        return f"{m.server.model} batch {m.workload.avg_batch_size:.0f}, {db}{shm}"
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,8 @@ class LoadgenSummary:
     @property
     def label(self) -> str:
         m = self.run.manifest
-        db = "db on" if m["server"].get("dynamic_batching") else "db off"
-        workload = m["workload"]
-        scale = workload.get("event_scale", 1)
-        return f"batch {workload['avg_batch_size']:.0f}, {db}, scale {scale:g}"
+        db = "db on" if m.server.dynamic_batching else "db off"
+        return f"batch {m.workload.avg_batch_size:.0f}, {db}, scale {m.workload.event_scale:g}"
 
 
 def summarize_baseline(run: LoadedRun) -> BaselineSummary:
@@ -77,7 +76,7 @@ def summarize_baseline(run: LoadedRun) -> BaselineSummary:
             "inferences_per_s": steps.inferences_per_s.astype(float),
         }
     )
-    table["seconds_per_55k"] = 55_000 / table.inferences_per_s
+    table["seconds_per_55k"] = PATCHES_PER_EVENT / table.inferences_per_s
     return BaselineSummary(run.run_id, table)
 
 
@@ -86,7 +85,7 @@ def summarize_sweep(run: LoadedRun, baselines: list[BaselineSummary]) -> SweepSu
     sat = saturation(list(closed.concurrency), list(closed.inferences_per_s))
     ratio = None
     if sat and baselines:
-        reference = baselines[-1].inferences_per_s(None, run.manifest["workload"]["avg_batch_size"])
+        reference = baselines[-1].inferences_per_s(None, run.manifest.workload.avg_batch_size)
         ratio = sat.max_inferences_per_s / reference if reference else None
     return SweepSummary(run, sat, ratio)
 
@@ -109,10 +108,10 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
         .reset_index()
     )
     levels = _with_request_latencies(run, levels)
-    parameters = run.manifest["load"].get("parameters", {})
+    parameters = run.manifest.load.parameters
     other = float(ok.other_s.mean())
     preprocess = float(parameters.get("preprocess_s_per_event", 0.0))
-    warnings: list[str] = []
+    warnings: list[str] = list(run.notes)
     result = None
     if len(levels) >= 4:
         result = analyse_saturation(ok.users.to_numpy(), ok.module_s.to_numpy(), other)
@@ -161,11 +160,11 @@ def _with_request_latencies(run: LoadedRun, levels: pd.DataFrame) -> pd.DataFram
 def _speedup(run: LoadedRun, baselines, flat: float, other: float, preprocess: float):
     if not baselines:
         return None
-    workload = run.manifest["workload"]
-    single = baselines[-1].inferences_per_s(1, workload["avg_batch_size"])
+    workload = run.manifest.workload
+    single = baselines[-1].inferences_per_s(1, workload.avg_batch_size)
     if not single:
         return None
-    cpu_module = workload["patches_per_event"] / single + preprocess
+    cpu_module = workload.patches_per_event / single + preprocess
     return Speedup(
         module=cpu_module / flat,
         total=(other + cpu_module) / (other + flat),
@@ -185,7 +184,7 @@ def to_json(summary) -> dict:
     if isinstance(summary, BaselineSummary):
         levels = summary.table.to_dict(orient="records")
         return {"run_id": summary.run_id, "kind": "baseline", "levels": levels}
-    out = {"run_id": run.run_id, "kind": run.kind, "status": run.manifest.get("status")}
+    out = {"run_id": run.run_id, "kind": run.kind, "status": run.status}
     if isinstance(summary, SweepSummary):
         sat = summary.saturation
         out["throughput"] = {
@@ -194,6 +193,7 @@ def to_json(summary) -> dict:
             "knee_concurrency": _finite(sat.knee_concurrency) if sat else None,
             "ratio_to_in_process": _finite(summary.baseline_ratio),
         }
+        out["warnings"] = list(run.notes)
     if isinstance(summary, LoadgenSummary):
         r = summary.saturation
         out["saturation"] = {

@@ -1,4 +1,5 @@
-"""Schema-v1 run folders with known truth, written the way any tool could write them."""
+"""Schema-v1 run folders with known truth (a knee, a flat module time), written the way
+any tool could write them: what the analysis is tested and benchmarked against."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from sonic_bench.results.schema import (
     utc_now,
 )
 from sonic_bench.results.store import RunWriter
+from sonic_bench.workload.detector import PATCHES_PER_EVENT
 
 LEVELS = (1, 2, 5, 10, 20, 50, 100, 200, 300, 400)
 MACHINE = Machine("synthetic", "none", 1, 1)
 
 
-def _manifest(kind: str, label: str, patches: int = 55_000, parameters=None) -> Manifest:
+def _manifest(kind: str, label: str, patches: int = PATCHES_PER_EVENT, parameters=None) -> Manifest:
     return Manifest(
         run_id=make_run_id(label),
         kind=kind,

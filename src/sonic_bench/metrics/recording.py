@@ -7,14 +7,22 @@ with Triton's /metrics read directly at the same interval.
 from __future__ import annotations
 
 import gzip
+import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sonic_bench.metrics.collect import DirectSource, MetricsSource, PrometheusSource
+from sonic_bench.metrics.collect import (
+    DirectSource,
+    MetricsSource,
+    PrometheusSource,
+    TimedSample,
+)
 from sonic_bench.metrics.prometheus import PrometheusConfig, PrometheusServer, PrometheusUnavailable
-from sonic_bench.metrics.summary import ServerSummary, summarize
+from sonic_bench.metrics.summary import ServerSummary, counter_increase, summarize
 from sonic_bench.results.schema import MetricsInfo
+from sonic_bench.results.store import RunWriter
 
 Mode = Literal["auto", "prometheus", "direct", "off"]
 METRICS_FILE = "metrics.csv.gz"
@@ -35,13 +43,18 @@ class RunMetrics:
 
     options: MetricsOptions
     triton_metrics_url: str  # http://host:port/metrics
-    workdir: Path
     source: MetricsSource | None = None
     server: PrometheusServer | None = None
     warnings: list[str] = field(default_factory=list)
     status: str = "off"
+    # Every sample fetched so far, kept here as soon as a level ends: a Prometheus that
+    # stops mid-run takes none of what it had already served with it.
+    kept: list[TimedSample] = field(default_factory=list)
+    fetched_until: float | None = None
+    began: float = math.inf  # when recording began: the first fetch starts there
 
     def __enter__(self) -> RunMetrics:
+        self.began = time.time()
         if self.options.mode == "off":
             return self
         if self.options.mode in ("auto", "prometheus"):
@@ -67,7 +80,7 @@ class RunMetrics:
                     interval_s=self.options.interval_s,
                     binary=self.options.prometheus_binary,
                 )
-                self.server = PrometheusServer(config, self.workdir).start()
+                self.server = PrometheusServer(config).start()
                 source = PrometheusSource(self.server.url, self.options.interval_s)
         except PrometheusUnavailable as e:
             self.warnings.append(f"{e}; reading Triton's /metrics directly instead")
@@ -83,14 +96,25 @@ class RunMetrics:
             url = self.source.url
         return MetricsInfo(source=self.source.name, prometheus_url=url, status=self.status)
 
+    def fetch(self, start: float, end: float) -> None:
+        """Keep the samples up to `end` not fetched yet (from `start` on the first call)."""
+        if self.source is None:
+            return
+        since = min(self.began, start) if self.fetched_until is None else self.fetched_until
+        try:
+            new = self.source.samples(since, end)
+        except Exception as e:  # a metrics failure must not end the load test
+            self._degrade(f"metrics query failed ({type(e).__name__}: {e})")
+            return
+        last = self.kept[-1].t if self.kept else -math.inf
+        self.kept += [s for s in new if s.t > last]
+        self.fetched_until = max(end, self.fetched_until or end)
+
     def level(self, model: str, start: float, end: float) -> ServerSummary | None:
         if self.source is None:
             return None
-        try:
-            return summarize(self.source.samples(start, end), model, start, end)
-        except Exception as e:  # a metrics failure must not end the load test
-            self._degrade(f"metrics query failed ({type(e).__name__}: {e})")
-            return None
+        self.fetch(start, end)
+        return summarize(self.kept, model, start, end)
 
     def _degrade(self, reason: str) -> None:
         if isinstance(self.source, DirectSource):
@@ -103,18 +127,47 @@ class RunMetrics:
     def write(self, folder: Path, start: float, end: float) -> Path | None:
         if self.source is None:
             return None
-        try:
-            samples = self.source.samples(start, end)
-        except Exception as e:  # keep the run's other results
-            self.warnings.append(f"could not read the run's metrics: {e}")
-            return None
+        self.fetch(start, end)
         path = folder / METRICS_FILE
         with gzip.open(path, "wt", compresslevel=3) as f:
             f.write("t,metric,labels,value\n")
-            for s in samples:
-                labels = ";".join(f"{k}={v}" for k, v in s.labels)
-                f.write(f"{s.t:.3f},{s.metric},{labels},{s.value:.9g}\n")
+            for s in self.kept:
+                if start - self.options.interval_s <= s.t <= end + self.options.interval_s:
+                    labels = ";".join(f"{k}={v}" for k, v in s.labels)
+                    f.write(f"{s.t:.3f},{s.metric},{labels},{s.value:.9g}\n")
         return path
+
+    def verify(self, model: str, requests: int, start: float, end: float) -> None:
+        """Say so when the metrics cannot be this server's: none at all, or fewer successful
+        requests of `model` than this run itself had answered."""
+        if self.source is None or requests <= 0:
+            return
+        url = self.triton_metrics_url
+        if not any(start <= s.t <= end + self.options.interval_s for s in self.kept):
+            self.status = "no data"
+            self.warnings.append(f"no server metrics were read from {url}: give --metrics-url")
+            return
+        counted = counter_increase(self.kept, "nv_inference_request_success", model, start, end)
+        if counted < 0.5 * requests:
+            self.status = "mismatch"
+            self.warnings.append(
+                f"the metrics at {url} counted {counted:.0f} successful requests of {model} "
+                f"while this run had {requests} answered: they are not this server's "
+                "(give --metrics-url); its server columns are not to be trusted"
+            )
+
+    def record(
+        self, writer: RunWriter, start: float, end: float, requests_answered: int = 0
+    ) -> None:
+        """Write the run's series, check they are the measured server's (given the
+        requests it answered), and say in the manifest what was collected and what
+        degraded (each warning once)."""
+        self.write(writer.folder, start, end)
+        self.verify(writer.manifest.server.model, requests_answered, start, end)
+        writer.update(metrics=self.info())
+        for message in self.warnings:
+            if message not in writer.manifest.warnings:
+                writer.warn(message)
 
     def __exit__(self, *exc: object) -> None:
         if self.source is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -33,15 +35,40 @@ def _by_series(samples: list[TimedSample], metric: str, model: str | None):
     return series
 
 
-def counter_increase(samples: list[TimedSample], metric: str, model: str | None, start, end):
-    """Sum over series of (last value at or before end) - (last value at or before start)."""
+def _window(points: list[TimedSample], start: float, end: float) -> list[TimedSample]:
+    """The samples that describe [start, end]: those inside it, or, when fewer than two
+    scrapes fell inside (a short level, a late scrape), the two that bracket it."""
+    inside = [p for p in points if start <= p.t <= end]
+    if len(inside) >= 2:
+        return inside
+    times = [p.t for p in points]
+    first = max(bisect.bisect_right(times, start) - 1, 0)
+    last = min(bisect.bisect_left(times, end), len(points) - 1)
+    return points[first : last + 1]
+
+
+def series_increase(points: list[TimedSample], start: float, end: float) -> tuple[float, float]:
+    """How much one counter grew over [start, end] and over how many seconds of samples,
+    counting a drop as a reset to zero (a restarted server), as PromQL's increase()."""
+    window = _window(sorted(points, key=lambda p: p.t), start, end)
     total = 0.0
-    for points in _by_series(samples, metric, model).values():
-        before = [p.value for p in points if p.t <= start]
-        until = [p.value for p in points if p.t <= end]
-        if until:
-            total += until[-1] - (before[-1] if before else points[0].value)
-    return total
+    for before, after in itertools.pairwise(window):
+        total += after.value - before.value if after.value >= before.value else after.value
+    seconds = window[-1].t - window[0].t if len(window) >= 2 else 0.0
+    return total, seconds
+
+
+def counter_increase(samples: list[TimedSample], metric: str, model: str | None, start, end):
+    """Sum over the counter's series (versions, failure reasons) of their increase."""
+    series = _by_series(samples, metric, model).values()
+    return sum(series_increase(points, start, end)[0] for points in series)
+
+
+def counter_rate(samples: list[TimedSample], metric: str, model: str | None, start, end):
+    """Per second over [start, end], from the samples that describe it."""
+    parts = [series_increase(p, start, end) for p in _by_series(samples, metric, model).values()]
+    seconds = max((s for _, s in parts), default=0.0)
+    return sum(i for i, _ in parts) / seconds if seconds else math.nan
 
 
 def gauge_mean(samples: list[TimedSample], metric: str, model: str | None, start, end) -> float:
@@ -60,7 +87,8 @@ def _ratio(a: float, b: float) -> float:
 
 
 def summarize(samples: list[TimedSample], model: str, start: float, end: float) -> ServerSummary:
-    span = max(end - start, 1e-9)
+    def rate(metric: str) -> float:
+        return counter_rate(samples, metric, model, start, end)
 
     def inc(metric: str) -> float:
         return counter_increase(samples, metric, model, start, end)
@@ -73,8 +101,8 @@ def summarize(samples: list[TimedSample], model: str, start: float, end: float) 
             points, "nv_inference_request_failure", model, start, end
         )
     return ServerSummary(
-        inferences_per_s=inc("nv_inference_count") / span,
-        requests_per_s=successes / span,
+        inferences_per_s=rate("nv_inference_count"),
+        requests_per_s=rate("nv_inference_request_success"),
         exec_batch_avg=_ratio(inc("nv_inference_count"), inc("nv_inference_exec_count")),
         queue_us=_ratio(inc("nv_inference_queue_duration_us"), successes),
         compute_infer_us=_ratio(inc("nv_inference_compute_infer_duration_us"), successes),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.regress.thresholds import KNOWN_METRICS, Threshold
+from sonic_bench.results.schema import load_record
 from sonic_bench.results.store import read_run
 
 BASELINE_FORMAT = "sonic-bench-baseline"
@@ -79,13 +80,13 @@ def from_run(folder: Path) -> RunSamples:
     columns = ("concurrency", "batch_size", "reference_inferences_per_s", *KNOWN_METRICS)
     rows = [{c: _number(r.get(c)) for c in columns} for r in stored.steps]
     identity = {
-        "model": m["server"]["model"],
-        "protocol": m["server"].get("protocol"),
-        "batch_size_setting": m["workload"]["batch_size_setting"],
-        "dynamic_batching": m["server"].get("dynamic_batching"),
-        "shared_memory": m["load"].get("shared_memory"),
+        "model": m.server.model,
+        "protocol": m.server.protocol,
+        "batch_size_setting": m.workload.batch_size_setting,
+        "dynamic_batching": m.server.dynamic_batching,
+        "shared_memory": m.load.shared_memory,
     }
-    return RunSamples(m["run_id"], identity, float(m["workload"]["avg_batch_size"]), rows)
+    return RunSamples(m.run_id, identity, float(m.workload.avg_batch_size), rows)
 
 
 def load_samples(path: Path) -> RunSamples:
@@ -97,6 +98,6 @@ def load_samples(path: Path) -> RunSamples:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise SonicBenchError(f"baseline file {path} is not valid JSON ({e})") from None
-    if data.pop("format", None) != BASELINE_FORMAT:
+    if not isinstance(data, dict) or data.pop("format", None) != BASELINE_FORMAT:
         raise SonicBenchError(f"{path} is not a sonic-bench baseline file")
-    return RunSamples(**data)
+    return load_record(RunSamples, data, str(path))

@@ -98,4 +98,14 @@ def load_thresholds(path: Path) -> list[Threshold]:
     if not metrics:
         raise _fail(path, "no [metrics.NAME] tables: nothing to check")
     defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise _fail(path, "[defaults] must be a table")
+    unknown = set(defaults) - {"alpha", "normalize"}
+    if unknown:
+        # A typo here (normalise, alpah) would silently change what every verdict means.
+        raise _fail(path, f"[defaults] has unknown keys {sorted(unknown)}: use alpha, normalize")
+    if not isinstance(metrics, dict) or not all(isinstance(t, dict) for t in metrics.values()):
+        raise _fail(
+            path, "[metrics] must hold one table per metric, e.g. [metrics.inferences_per_s]"
+        )
     return [_threshold(path, name, table, defaults) for name, table in metrics.items()]

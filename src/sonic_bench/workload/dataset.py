@@ -53,9 +53,17 @@ def write_dataset(
     event_scale: float,
     on_event: Callable[[Event], None] | None = None,
 ) -> DatasetHeader:
+    if n_events < 1 or not 0 < event_scale <= 1:
+        raise SonicBenchError("give at least one event and an event scale in (0, 1]")
     header = DatasetHeader(seed=seed, event_scale=event_scale, n_events=n_events)
     tmp = path.with_name(path.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    try:
+        zf = zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+    except OSError as e:
+        raise SonicBenchError(
+            f"cannot write {path} ({e.strerror}): choose a folder that exists and is writable"
+        ) from None
+    with zf:
         zf.writestr("header.json", json.dumps(asdict(header), indent=2))
         for index in range(n_events):
             event = simulate_event(seed, index, event_scale)
