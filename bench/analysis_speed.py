@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, Figures
 
-sys.path.insert(0, str(ROOT / "tests"))
-from synthetic import loadgen_run
+from sonic_bench.analysis.synthetic import loadgen_run
 
 CHILD = """
 import json, resource, sys, time

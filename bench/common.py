@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from sonic_bench.model.repository import export_onnx  # noqa: E402
-from sonic_bench.triton.server import EmbeddedServer, ServerConfig, free_port  # noqa: E402
+from sonic_bench.process import free_port  # noqa: E402
+from sonic_bench.triton.server import EmbeddedServer, ServerConfig  # noqa: E402
 
 
 @contextmanager

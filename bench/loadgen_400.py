@@ -11,7 +11,6 @@ as in the sweep.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from common import ROOT, Figures, embedded_server, interleaved
 
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.model.repository import MODEL_CALIBRATION
+from sonic_bench.results.store import read_run
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 from sonic_bench.workload.batching import SMALL_BATCH_SETTING
 from sonic_bench.workload.pool import simulated_pool
@@ -64,10 +64,8 @@ def locust_rate(server, users: int, seconds: float) -> tuple[float, list[str]]:
         ]
         subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
         (folder,) = Path(tmp).iterdir()
-        manifest = json.loads((folder / "manifest.json").read_text())
-        steps = (folder / "steps.csv").read_text().splitlines()
-        header, row = steps[0].split(","), steps[1].split(",")
-        return float(row[header.index("inferences_per_s")]), manifest["warnings"]
+        run = read_run(folder)
+        return float(run.steps[0]["inferences_per_s"]), list(run.manifest.warnings)
 
 
 def sweep_rate(server, users: int, seconds: float) -> float:

@@ -7,8 +7,6 @@ is within 3% of its throughput without (interleaved trials, same run).
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from common import Figures, embedded_server, interleaved
@@ -16,8 +14,8 @@ from harness_overhead import harness
 
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
 from sonic_bench.model.repository import MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.process import free_port
 from sonic_bench.triton.client import Endpoint
-from sonic_bench.triton.server import free_port
 from sonic_bench.workload.batching import SMALL_BATCH_SETTING
 from sonic_bench.workload.pool import simulated_pool
 
@@ -37,7 +35,7 @@ def main() -> None:
 
         def with_collection() -> float:
             options = MetricsOptions(mode="prometheus", prometheus_port=free_port())
-            with RunMetrics(options, server.metrics_url, Path(tempfile.mkdtemp())) as metrics:
+            with RunMetrics(options, server.metrics_url) as metrics:
                 assert metrics.info().source == "prometheus", metrics.warnings
                 return served()
 

@@ -6,26 +6,40 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
+from helpers import REPOSITORY, server_config
 
 from sonic_bench.model.repository import export_onnx
-from sonic_bench.triton.server import EmbeddedServer, ServerConfig, free_port
+from sonic_bench.process import SHM_FOLDER
+from sonic_bench.triton.server import EmbeddedServer
 from sonic_bench.workload.batching import SMALL_BATCH_SETTING
 from sonic_bench.workload.pool import BatchPool, simulated_pool
 
-ROOT = Path(__file__).resolve().parent.parent
-REPOSITORY = ROOT / "model_repository"
+
+def _python_helper(process: psutil.Process) -> bool:
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:
+        return True
 
 
-def server_config(**overrides) -> ServerConfig:
-    values = dict(
-        repository=REPOSITORY / "embedded",
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-    )
-    values.update(overrides)
-    return ServerConfig(**values)
+def _leftovers() -> set[Path]:
+    return set(Path("/tmp").glob("sonic-*")) | set(SHM_FOLDER.iterdir())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leaves_the_machine_as_found() -> Iterator[None]:
+    """The whole suite leaves no process, shared-memory region or temp folder of its own:
+    checked after every other session fixture (the servers) has been torn down."""
+    before = _leftovers()
+    yield
+    # Python's own multiprocessing helper lives as long as pytest and ends with it.
+    ours = [p for p in psutil.Process().children(recursive=True) if not _python_helper(p)]
+    _, alive = psutil.wait_procs(ours, timeout=10)
+    assert not alive, f"processes left running: {[p.cmdline()[:4] for p in alive]}"
+    left = _leftovers() - before
+    assert not left, f"left behind: {sorted(map(str, left))}"
 
 
 @pytest.fixture(scope="session")

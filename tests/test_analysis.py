@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from synthetic import baseline_run, loadgen_run
 
 from sonic_bench.analysis.latency_model import ModelInputs
+from sonic_bench.analysis.synthetic import baseline_run, loadgen_run
 from sonic_bench.cli import main
 
 KNEE, FLAT, OTHER = 270.0, 13.0, 110.0

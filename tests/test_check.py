@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import server_config
+from helpers import server_config
 
 from sonic_bench.cli import main
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.model.repository import MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.model.repository import slowed_copy
 from sonic_bench.regress.compare import Outcome, judge
 from sonic_bench.regress.thresholds import Threshold, load_thresholds
 from sonic_bench.triton.server import EmbeddedServer
@@ -98,25 +98,8 @@ def test_an_exported_baseline_file_judges_the_same(server, baseline_run, tmp_pat
     assert check(baseline_run, exported) == 0
 
 
-def slowed_repository(root: Path, repository: Path, slowdown: float) -> Path:
-    """A copy of the no-dynamic-batching model whose backend idles `slowdown` x compute."""
-    source = repository / "embedded" / MODEL_NO_DYNAMIC_BATCHING
-    target = root / MODEL_NO_DYNAMIC_BATCHING
-    (target / "1").mkdir(parents=True)
-    (target / "1" / "model.py").write_text((source / "1" / "model.py").read_text())
-    (target / "1" / "model.onnx").hardlink_to(source / "1" / "model.onnx")
-    config = (source / "config.pbtxt").read_text()
-    config = config.replace(
-        'key: "slowdown", value: { string_value: "0" }',
-        f'key: "slowdown", value: {{ string_value: "{slowdown}" }}',
-    )
-    assert str(slowdown) in config
-    (target / "config.pbtxt").write_text(config)
-    return root
-
-
 def test_a_model_made_30_percent_slower_fails(repository, baseline_run, tmp_path, capsys):
-    slow = slowed_repository(tmp_path / "repo", repository, slowdown=0.43)  # 1/1.43 = 0.7
+    slow = slowed_copy(repository, tmp_path / "repo", slowdown=0.43)  # 1/1.43 = 0.7
     with EmbeddedServer(server_config(repository=slow)).start() as server:
         run = smoke(server.grpc_url, tmp_path / "results")
     capsys.readouterr()

@@ -2,58 +2,26 @@
 
 from __future__ import annotations
 
-import csv
-import gzip
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, server_config
+from helpers import (
+    ROOT,
+    locust_command,
+    only_run,
+    read_events,
+    read_requests,
+    run_locust,
+    server_config,
+)
 
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.results.store import read_run
-from sonic_bench.triton.server import EmbeddedServer, free_port
-
-LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py"), "--headless"]
-
-
-def locust_command(server, results: Path, *extra: str) -> list[str]:
-    options = {
-        "--url": server.http_url,
-        "--results": str(results),
-        "--event-scale": "0.01",
-        "--other-seconds": "30",
-        "--preprocess-seconds": "10",
-        "--step-seconds-per-user": "0",
-        "--loglevel": "WARNING",
-        "--metrics-url": server.metrics_url,
-        "--prometheus-port": str(free_port()),
-    }
-    return [*LOCUST, *(x for pair in options.items() for x in pair), "--only-summary", *extra]
-
-
-def run_locust(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def read_requests(folder: Path) -> list[dict]:
-    with gzip.open(folder / "requests.csv.gz", "rt") as f:
-        return list(csv.DictReader(f))
-
-
-def read_events(folder: Path) -> list[dict]:
-    with open(folder / "events.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def only_run(results: Path) -> Path:
-    (folder,) = results.iterdir()
-    return folder
+from sonic_bench.triton.server import EmbeddedServer
 
 
 def test_short_run_writes_everything_and_matches_tritons_count(server, tmp_path):
@@ -68,14 +36,14 @@ def test_short_run_writes_everything_and_matches_tritons_count(server, tmp_path)
     after = model_value(scrape(server.metrics_url), "nv_inference_count", model)
     folder = only_run(tmp_path)
     run = read_run(folder)
-    assert run.manifest["kind"] == "loadgen" and run.manifest["status"] == "complete"
+    assert run.manifest.kind == "loadgen" and run.manifest.status == "complete"
     assert [int(s["concurrency"]) for s in run.steps] == [2, 3]
     requests = read_requests(folder)
     assert requests and all(r["ok"] == "1" for r in requests)
     assert after - before == sum(int(r["batch_size"]) for r in requests)
     events = read_events(folder)
     assert events and {e["users"] for e in events} <= {"2", "3"}
-    assert run.manifest["metrics"]["source"] in ("prometheus", "direct")
+    assert run.manifest.metrics.source in ("prometheus", "direct")
     assert (folder / "metrics.csv.gz").exists()
     _module_time_is_its_requests(events, requests)
 
@@ -108,7 +76,7 @@ def test_master_with_two_worker_processes_writes_one_merged_run(server, tmp_path
     folder = only_run(tmp_path)
     processes = {e["worker"].split("/")[0] for e in read_events(folder)}
     assert len(processes) == 2  # both worker processes' events in the one folder
-    assert read_run(folder).manifest["status"] == "complete"
+    assert read_run(folder).manifest.status == "complete"
 
 
 def test_server_stopped_mid_run_records_failures_and_keeps_the_folder(repository, tmp_path):
@@ -131,14 +99,14 @@ def test_server_stopped_mid_run_records_failures_and_keeps_the_folder(repository
         while not list(tmp_path.glob("*/events.csv")) and locust.poll() is None:
             assert time.monotonic() < deadline, "no event was recorded"
             time.sleep(0.1)
-        os.killpg(server.process.pid, signal.SIGKILL)
+        os.killpg(server.pid, signal.SIGKILL)
         locust.communicate(timeout=120)
     finally:
         server.stop()
         locust.kill()
     folder = only_run(tmp_path)
     run = read_run(folder)
-    assert run.manifest["status"] in ("complete", "partial")
+    assert run.manifest.status in ("complete", "partial")
     requests = read_requests(folder)
     assert any(r["ok"] == "1" for r in requests)
     failures = [r for r in requests if r["ok"] == "0"]

@@ -17,8 +17,8 @@ from sonic_bench.model.repository import (
     MODEL_DYNAMIC_BATCHING,
     MODEL_NO_DYNAMIC_BATCHING,
 )
+from sonic_bench.process import free_port
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
-from sonic_bench.triton.server import free_port
 from sonic_bench.triton.stats import StatsReader
 
 REQUEST_PATCHES = 16
@@ -29,8 +29,7 @@ SETTINGS = MeasurementSettings(window_s=1.5, warmup_s=0.5, max_windows=3)
 @pytest.fixture(scope="module")
 def prometheus(server, tmp_path_factory):
     options = MetricsOptions(mode="prometheus", prometheus_port=free_port())
-    workdir = tmp_path_factory.mktemp("prometheus")
-    with RunMetrics(options, server.metrics_url, workdir) as metrics:
+    with RunMetrics(options, server.metrics_url) as metrics:
         assert metrics.info().source == "prometheus", metrics.warnings
         time.sleep(options.interval_s * 2)  # its first scrapes
         yield metrics
@@ -75,7 +74,7 @@ def test_server_count_over_a_level_agrees_with_the_client(server, prometheus, pa
 
 
 def _fallback_run(server, tmp_path, options: MetricsOptions):
-    with RunMetrics(options, server.metrics_url, tmp_path) as metrics:
+    with RunMetrics(options, server.metrics_url) as metrics:
         assert metrics.info().source == "direct" and metrics.info().status == "fallback"
         assert metrics.warnings and "directly" in metrics.warnings[0]
         start = time.time()

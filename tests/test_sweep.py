@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, server_config
+from helpers import ROOT, server_config
 
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.metrics.exposition import model_value, scrape
@@ -52,7 +52,7 @@ def test_level_row_has_server_side_times(server, small_pool):
     endpoint, make_client = _client_factory(server, MODEL_NO_DYNAMIC_BATCHING, small_pool)
     stats = StatsReader(endpoint, MODEL_NO_DYNAMIC_BATCHING)
     result = measure_level(0, Level(concurrency=2), make_client, QUICK, stats)
-    row = result.as_row(str)
+    row = result.as_row()
     assert row["requests"] > 0 and row["errors"] == 0
     assert row["server_compute_infer_us"] > 0
     assert row["server_batch_avg"] == pytest.approx(row["batch_size"], rel=0.5)
@@ -86,7 +86,7 @@ def test_killing_the_server_mid_sweep_keeps_finished_levels(repository, tmp_path
         while not list(results.glob("*/steps.csv")) and sweep.poll() is None:
             assert time.monotonic() < deadline, "the sweep wrote no level"
             time.sleep(0.1)
-        os.killpg(server.process.pid, signal.SIGKILL)
+        os.killpg(server.pid, signal.SIGKILL)
         _, stderr = sweep.communicate(timeout=120)
     finally:
         server.stop()
@@ -96,5 +96,5 @@ def test_killing_the_server_mid_sweep_keeps_finished_levels(repository, tmp_path
     assert last.startswith("sonic-bench: error:") and ("failed" in last or "statistics" in last)
     (folder,) = results.iterdir()
     run = read_run(folder)
-    assert run.manifest["status"] == "partial"
+    assert run.manifest.status == "partial"
     assert len(run.steps) >= 1 and int(run.steps[0]["requests"]) > 0

@@ -3,7 +3,7 @@
 import numpy as np
 
 from sonic_bench.analysis.throughput import saturation
-from sonic_bench.measure.windows import StabilityRule, Verdict, WindowStats, assess, window_stats
+from sonic_bench.measure.windows import Stability, StabilityRule, WindowStats, assess, window_stats
 
 
 def windows(throughputs, p99s, requests=20, length=1.0):
@@ -14,35 +14,35 @@ def windows(throughputs, p99s, requests=20, length=1.0):
 
 
 def test_three_agreeing_windows_are_stable():
-    assert assess(windows([1000, 1040, 980], [50, 52, 49])) is Verdict.STABLE
+    assert assess(windows([1000, 1040, 980], [50, 52, 49])) is Stability.STABLE
 
 
 def test_throughput_disagreement_is_unstable():
-    assert assess(windows([1000, 1300, 980], [50, 52, 49])) is Verdict.UNSTABLE
+    assert assess(windows([1000, 1300, 980], [50, 52, 49])) is Stability.UNSTABLE
 
 
 def test_p99_disagreement_is_unstable():
-    assert assess(windows([1000, 1000, 1000], [50, 80, 49])) is Verdict.UNSTABLE
+    assert assess(windows([1000, 1000, 1000], [50, 80, 49])) is Stability.UNSTABLE
 
 
 def test_only_the_last_windows_count():
-    assert assess(windows([400, 1000, 1040, 980], [200, 50, 52, 49])) is Verdict.STABLE
+    assert assess(windows([400, 1000, 1040, 980], [200, 50, 52, 49])) is Stability.STABLE
 
 
 def test_fewer_windows_than_the_rule_needs_is_unstable():
-    assert assess(windows([1000, 1000], [50, 50])) is Verdict.UNSTABLE
+    assert assess(windows([1000, 1000], [50, 50])) is Stability.UNSTABLE
 
 
 def test_too_few_requests_asks_for_longer_windows():
     few = windows([1000, 1000, 1000], [50, 50, 50], requests=2)
-    assert assess(few, StabilityRule(min_requests=5)) is Verdict.TOO_FEW
+    assert assess(few, StabilityRule(min_requests=5)) is Stability.TOO_FEW
 
 
 def test_windows_too_short_to_judge_are_left_out_once_lengthened():
     short = windows([400], [80], requests=4)
     lengthened = windows([1000, 1040, 980], [50, 52, 49], requests=40)
-    assert assess(short + lengthened, StabilityRule(min_requests=20)) is Verdict.STABLE
-    assert assess(short + lengthened[:2], StabilityRule(min_requests=20)) is Verdict.UNSTABLE
+    assert assess(short + lengthened, StabilityRule(min_requests=20)) is Stability.STABLE
+    assert assess(short + lengthened[:2], StabilityRule(min_requests=20)) is Stability.UNSTABLE
 
 
 def test_window_stats_counts_completions_inside_the_window():

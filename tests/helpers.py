@@ -1,0 +1,64 @@
+"""Helpers the tests share (imported as a plain module; fixtures live in conftest)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+from sonic_bench.process import free_port
+from sonic_bench.triton.server import ServerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+REPOSITORY = ROOT / "model_repository"
+
+
+def server_config(**overrides) -> ServerConfig:
+    """The embedded server on free loopback ports."""
+    values = dict(
+        repository=REPOSITORY / "embedded",
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+    )
+    values.update(overrides)
+    return ServerConfig(**values)
+
+
+LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py"), "--headless"]
+
+
+def locust_command(server, results: Path, *extra: str) -> list[str]:
+    options = {
+        "--url": server.http_url,
+        "--results": str(results),
+        "--event-scale": "0.01",
+        "--other-seconds": "30",
+        "--preprocess-seconds": "10",
+        "--step-seconds-per-user": "0",
+        "--loglevel": "WARNING",
+        "--metrics-url": server.metrics_url,
+        "--prometheus-port": str(free_port()),
+    }
+    return [*LOCUST, *(x for pair in options.items() for x in pair), "--only-summary", *extra]
+
+
+def run_locust(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def read_requests(folder: Path) -> list[dict]:
+    with gzip.open(folder / "requests.csv.gz", "rt") as f:
+        return list(csv.DictReader(f))
+
+
+def read_events(folder: Path) -> list[dict]:
+    with open(folder / "events.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def only_run(results: Path) -> Path:
+    (folder,) = results.iterdir()
+    return folder
