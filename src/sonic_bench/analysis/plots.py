@@ -85,11 +85,12 @@ RATE_WINDOW = 10  # samples: a merged execution of many requests lands in one sc
 
 def _rate(frame: pd.DataFrame, metric: str, model: str | None) -> pd.Series:
     rows = frame[frame.metric == metric]
-    if model is not None:
-        rows = rows[rows["labels"].fillna("").str.contains(f"model={model};")]
+    if model is not None and "model" in rows:
+        rows = rows[rows["model"] == model]
     series = rows.groupby("t").value.sum().sort_index()
     times = series.index.to_series()
-    return series.diff(RATE_WINDOW) / times.diff(RATE_WINDOW)
+    rate = series.diff(RATE_WINDOW) / times.diff(RATE_WINDOW)
+    return rate.where(rate >= 0)  # a counter reset (server restart) is a gap, not a dip
 
 
 def server_series_plot(run: LoadedRun, path: Path) -> Path | None:

@@ -65,6 +65,19 @@ def _writer_alive(manifest: Manifest) -> bool:
 REQUIRED_STEP_COLUMNS = ("step", "concurrency", "inferences_per_s")
 
 
+def _label_columns(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Schema v1 wrote a series' labels as one `k=v;k=v` string: one column per label,
+    as v2 writes them."""
+    if frame is None or "labels" not in frame:
+        return frame
+    pairs = (
+        frame.pop("labels")
+        .fillna("")
+        .map(lambda text: dict(p.split("=", 1) for p in text.split(";") if "=" in p))
+    )
+    return frame.join(pd.DataFrame(list(pairs), index=frame.index))
+
+
 def _gzip_intact(path: Path) -> bool:
     """Runs append whole gzip members; a copy cut off mid-member fails to decompress."""
     try:
@@ -162,7 +175,7 @@ def load_run(folder: Path) -> LoadedRun:
         manifest=stored.manifest,
         steps=steps,
         events=events,
-        metrics=_csv(folder / "metrics.csv.gz", "metrics.csv.gz"),
+        metrics=_label_columns(_csv(folder / "metrics.csv.gz", "metrics.csv.gz")),
         requests_intact=intact,
     )
     return replace(run, notes=_notes(run.manifest, run.status, steps, events, intact))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sonic_bench.cli.common import print_table
+from sonic_bench.cli.common import print_table, progress
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.regress.compare import Outcome, compare, mismatch, overall
 from sonic_bench.regress.samples import from_run, load_samples
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     differences = mismatch(current, baseline)
     if differences:
         raise CannotCompare("cannot compare, the runs differ in " + "; ".join(differences))
+    for difference in current.set_up_differences(baseline):
+        progress(f"warning: run and baseline differ in {difference}")
     verdicts = compare(current, baseline, thresholds)
     rows = [
         (

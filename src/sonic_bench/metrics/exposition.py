@@ -6,12 +6,10 @@ with Triton's own counters.
 
 from __future__ import annotations
 
-import re
 import urllib.request
 from dataclasses import dataclass
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+from prometheus_client.parser import text_string_to_metric_families
 
 
 @dataclass(frozen=True)
@@ -24,20 +22,22 @@ class Sample:
         return dict(self.labels).get(name)
 
 
+def _exposed_name(family, sample) -> str:
+    """The name as the server wrote it: the parser adds `_total` to counters (OpenMetrics),
+    and Triton's counters have no such suffix."""
+    if family.type == "counter" and sample.name == family.name + "_total":
+        return family.name
+    return sample.name
+
+
 def parse(text: str) -> list[Sample]:
+    """Samples of Prometheus' text format, parsed by prometheus_client (the reference
+    parser: escaped label values, braces inside them, NaN and +Inf)."""
     samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        name, labels, value = match.groups()
-        pairs = tuple(sorted(_LABEL.findall(labels or "")))
-        try:
-            samples.append(Sample(name, pairs, float(value)))
-        except ValueError:
-            continue
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            samples.append(Sample(_exposed_name(family, sample), labels, float(sample.value)))
     return samples
 
 

@@ -6,6 +6,7 @@ with Triton's /metrics read directly at the same interval.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import math
 import time
@@ -128,13 +129,19 @@ class RunMetrics:
         if self.source is None:
             return None
         self.fetch(start, end)
+        margin = self.options.interval_s
+        rows = [s for s in self.kept if start - margin <= s.t <= end + margin]
+        labels = sorted({name for s in rows for name, _ in s.labels})
         path = folder / METRICS_FILE
-        with gzip.open(path, "wt", compresslevel=3) as f:
-            f.write("t,metric,labels,value\n")
-            for s in self.kept:
-                if start - self.options.interval_s <= s.t <= end + self.options.interval_s:
-                    labels = ";".join(f"{k}={v}" for k, v in s.labels)
-                    f.write(f"{s.t:.3f},{s.metric},{labels},{s.value:.9g}\n")
+        with gzip.open(path, "wt", compresslevel=3, newline="") as f:
+            # One column per label (schema v2), quoted by the csv module where needed.
+            writer = csv.writer(f)
+            writer.writerow(["t", "metric", "value", *labels])
+            for s in rows:
+                values = dict(s.labels)
+                writer.writerow(
+                    [f"{s.t:.3f}", s.metric, f"{s.value:.9g}", *(values.get(k, "") for k in labels)]
+                )
         return path
 
     def verify(self, model: str, requests: int, start: float, end: float) -> None:

@@ -9,9 +9,11 @@ are generated, hard-linked so that the copies cost no disk.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model.emtrackmichel import DEFAULT_SEED, model_bytes
@@ -23,7 +25,25 @@ DEFAULT_REPOSITORY = Path("model_repository")
 EMBEDDED = "embedded"
 ONNX_FILE = "model.onnx"
 
-_ZERO_COMPUTE = re.compile(r'key:\s*"compute",\s*value:\s*\{\s*string_value:\s*"zeros"')
+CONFIG_FILE = "config.pbtxt"
+
+
+def read_config(path: Path) -> ModelConfig:
+    """A model's config.pbtxt, parsed by protobuf's text format into Triton's own
+    ModelConfig message: every spelling Triton accepts, and nothing else."""
+    try:
+        return text_format.Parse(path.read_text(), ModelConfig())
+    except text_format.ParseError as e:
+        raise SonicBenchError(f"{path}: not a valid Triton model config ({e})") from None
+
+
+def write_config(path: Path, config: ModelConfig) -> None:
+    path.write_text(text_format.MessageToString(config))
+
+
+def parameter(config: ModelConfig, key: str) -> str | None:
+    """A string parameter of the model (Triton's `parameters` map)."""
+    return config.parameters[key].string_value if key in config.parameters else None
 
 
 def embedded_repository(root: Path) -> Path:
@@ -50,14 +70,11 @@ def slowed_copy(repository: Path, root: Path, slowdown: float) -> Path:
         os.link(source / "1" / ONNX_FILE, target / "1" / ONNX_FILE)
     except OSError:
         shutil.copyfile(source / "1" / ONNX_FILE, target / "1" / ONNX_FILE)
-    config = (source / "config.pbtxt").read_text()
-    slowed = config.replace(
-        'key: "slowdown", value: { string_value: "0" }',
-        f'key: "slowdown", value: {{ string_value: "{slowdown}" }}',
-    )
-    if slowed == config:
-        raise SonicBenchError(f"{source / 'config.pbtxt'} has no slowdown parameter set to 0")
-    (target / "config.pbtxt").write_text(slowed)
+    config = read_config(source / CONFIG_FILE)
+    if parameter(config, "slowdown") is None:
+        raise SonicBenchError(f"{source / CONFIG_FILE} has no slowdown parameter")
+    config.parameters["slowdown"].string_value = f"{slowdown:g}"
+    write_config(target / CONFIG_FILE, config)
     return root
 
 
@@ -68,9 +85,9 @@ def model_for(dynamic_batching: bool) -> str:
 def models_needing_onnx(repository: Path) -> list[Path]:
     """Version-1 folders of every model whose config runs the network."""
     folders = []
-    for config in sorted(repository.glob("*/*/config.pbtxt")):
-        if not _ZERO_COMPUTE.search(config.read_text()):
-            folders.append(config.parent / "1")
+    for path in sorted(repository.glob(f"*/*/{CONFIG_FILE}")):
+        if parameter(read_config(path), "compute") != "zeros":
+            folders.append(path.parent / "1")
     return folders
 
 

@@ -1,21 +1,23 @@
 """Per-level samples of each metric, from a run folder or an exported baseline file.
 
 Each trial of a level (sweep --repeat) gives one sample. With normalize = "reference",
-throughputs are divided by the in-process reference measured just before that trial,
-and times are expressed in units of the reference's time for one request's batch: a
-machine that is 20% slower moves both, and their ratio stays.
+throughputs are divided by the run's in-process reference (measured before every trial,
+the median taken), and times are expressed in units of the reference's time for one
+request's batch: a machine that is 20% slower moves both, and their ratio stays.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.regress.thresholds import KNOWN_METRICS, Threshold
-from sonic_bench.results.schema import load_record
+from sonic_bench.results.machine import differences
+from sonic_bench.results.schema import Manifest, load_record
 from sonic_bench.results.store import read_run
 
 BASELINE_FORMAT = "sonic-bench-baseline"
@@ -28,12 +30,32 @@ class RunSamples:
     identity: dict[str, object]
     avg_batch_size: float
     rows: list[dict] = field(default_factory=list)  # steps.csv rows, as numbers
+    manifest: dict | None = None  # the run's manifest: what it ran on and with
+
+    def set_up_differences(self, other: RunSamples) -> list[str]:
+        """How the two set-ups differ (versions, CPU, GPU, commit); empty when either
+        does not say (a baseline file exported before manifests were kept)."""
+        if self.manifest is None or other.manifest is None:
+            return []
+        mine = Manifest.from_dict(self.manifest, self.source)
+        return differences(mine, Manifest.from_dict(other.manifest, other.source))
+
+    @property
+    def reference(self) -> float | None:
+        """The run's in-process reference: the median over all its trials. One trial's
+        reference is noisy on a busy machine (another job takes a core from its threads
+        at random) while the served throughput is not; the median keeps what the
+        reference is for, the machine's speed, and drops that noise."""
+        values = [r["reference_inferences_per_s"] for r in self.rows]
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
 
     def samples(self, threshold: Threshold) -> dict[float, list[float]]:
         out: dict[float, list[float]] = {}
+        reference = self.reference
         for row in self.rows:
             level = row.get("concurrency")
-            value = _normalized(row, threshold)
+            value = _normalized(row, threshold, reference)
             if level is None or value is None:
                 continue
             if threshold.levels is None or level in threshold.levels:
@@ -53,11 +75,10 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _normalized(row: dict, threshold: Threshold) -> float | None:
+def _normalized(row: dict, threshold: Threshold, reference: float | None) -> float | None:
     value = row.get(threshold.metric)
     if value is None or threshold.normalize == "none":
         return value
-    reference = row.get("reference_inferences_per_s")
     batch = row.get("batch_size")
     if reference is None or not batch:
         return None
@@ -86,7 +107,7 @@ def from_run(folder: Path) -> RunSamples:
         "dynamic_batching": m.server.dynamic_batching,
         "shared_memory": m.load.shared_memory,
     }
-    return RunSamples(m.run_id, identity, float(m.workload.avg_batch_size), rows)
+    return RunSamples(m.run_id, identity, float(m.workload.avg_batch_size), rows, m.to_dict())
 
 
 def load_samples(path: Path) -> RunSamples:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from sonic_bench.errors import SonicBenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # v2 added provenance (versions, CPU flags, GPU driver)
 RunKind = Literal["sweep", "loadgen", "baseline"]
 RunStatus = Literal["running", "complete", "partial", "failed"]
 
@@ -87,6 +88,10 @@ class Harness:
     version: str
     git_sha: str | None
     pid: int | None = None  # of the process writing the run: tells a live run from a dead one
+    git_dirty: bool | None = None  # uncommitted changes in the checkout that ran it
+    # Versions of what decides the numbers: python, tritonclient, onnxruntime, numpy,
+    # locust, nvidia-pytriton (the embedded tritonserver), grpcio, protobuf.
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ class Machine:
     cores: int
     memory_bytes: int
     gpus: tuple[str, ...] = ()
+    gpu_driver: str | None = None
+    cpu_flags: tuple[str, ...] = ()  # as py-cpuinfo reports them (avx512*, amx* ...)
+    os: str = ""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.results.schema import (
     EVENT_COLUMNS,
+    READABLE_SCHEMA_VERSIONS,
     REQUEST_COLUMNS,
-    SCHEMA_VERSION,
     STEP_COLUMNS,
     Manifest,
     RunStatus,
@@ -156,8 +156,11 @@ def read_manifest(folder: Path) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SonicBenchError(f"{path} is corrupt ({e}): re-run or remove it") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise SonicBenchError(f"{path}: schema_version {version!r} is not {SCHEMA_VERSION}")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise SonicBenchError(
+            f"{path}: schema_version {version!r} is not one this sonic-bench reads ({readable})"
+        )
     return Manifest.from_dict(data, str(path))
 
 
