@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -21,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
+from sonic_bench.triton.grpc_raw import RawInferChannel, serialized_requests
 
 Protocol = Literal["grpc", "http"]
 OUTPUTS = ((TRACK_EM_OUTPUT, 3), (MICHEL_OUTPUT, 1))
@@ -95,6 +97,11 @@ def check_server(endpoint: Endpoint, model: str) -> dict:
     return {"triton_version": metadata.get("version"), "model_config": config}
 
 
+def _short_details(error: grpc.RpcError) -> str:
+    details = error.details() if hasattr(error, "details") else str(error)
+    return (details or "").strip().splitlines()[0] if details else type(error).__name__
+
+
 def _short(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -110,6 +117,14 @@ class EncodedBatches:
         # With shared memory the patches are written into the region per request instead.
         self.inputs = None if shared_memory else [self._encode(b) for b in batches]
         self.outputs = self._requested_outputs()
+        self._serialized: dict[str, list[bytes]] = {}
+
+    def serialized(self, model: str) -> list[bytes]:
+        """gRPC: the ModelInferRequest of every batch for `model`, serialized once."""
+        if model not in self._serialized:
+            names = [name for name, _ in OUTPUTS]
+            self._serialized[model] = serialized_requests(model, self.arrays, names)
+        return self._serialized[model]
 
     def __len__(self) -> int:
         return len(self.arrays)
@@ -138,12 +153,23 @@ class InferClient:
         self._grpc = endpoint.protocol == "grpc"
         self._client = _grpc_client(endpoint) if self._grpc else _http_client(endpoint)
         self._shm: _SharedMemory | None = None
+        self._raw: RawInferChannel | None = None
         if endpoint.shared_memory:
             self._shm = _SharedMemory(self._client, max(batches.sizes))
+        elif self._grpc:
+            self._requests = batches.serialized(model)
+            self._raw = RawInferChannel(
+                endpoint.url, endpoint.ssl, endpoint.headers, endpoint.timeout_s
+            )
 
     def infer(self, index: int) -> int:
         """Send batch `index`; returns its size. Raises InferError on failure."""
         try:
+            if self._raw is not None:
+                response = self._raw.infer(self._requests[index])
+                if len(response.raw_output_contents) != len(OUTPUTS):
+                    raise InferError("response has no output tensor")
+                return self.batches.sizes[index]
             if self._shm is not None:
                 batch = self.batches.arrays[index]
                 inputs, outputs = self._shm.prepare(self.batches.module, batch)
@@ -166,11 +192,15 @@ class InferClient:
             raise InferError(_short(e)) from None
         except InferError:
             raise
+        except grpc.RpcError as e:
+            raise InferError(f"{e.code().name}: {_short_details(e)}") from None
         except Exception as e:  # socket and gRPC transport errors
             raise InferError(f"{type(e).__name__}: {_short(e)}") from None
         return self.batches.sizes[index]
 
     def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
         if self._shm is not None:
             self._shm.close()
         with contextlib.suppress(Exception):  # a broken connection must not hide the real error

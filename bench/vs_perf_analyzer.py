@@ -1,0 +1,101 @@
+"""The native engine side by side with NVIDIA's perf_analyzer (issue 13).
+
+Same embedded server, same model, same realistic patches and levels, engines interleaved
+trial by trial (native, perf_analyzer, native, ...) so the machine's noise falls on
+both. Per transport, batch and concurrency: throughput ratio native / perf_analyzer
+(median of the trials) and, at concurrency 1, the p50 latency ratio.
+
+    .venv/bin/python bench/vs_perf_analyzer.py [--transports grpc,http,shm]
+        [--batches small,large] [--concurrency 1,2,4,8] [--trials 3] [--real-model]
+
+Targets: throughput ratio >= 0.95 at every level on the calibration model, p50 at
+concurrency 1 within 10%; on EmTrackMichelId (--real-model) the engines agree within 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import Figures, embedded_server
+
+from sonic_bench.measure.level import MeasurementSettings
+from sonic_bench.metrics.recording import MetricsOptions
+from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
+from sonic_bench.runs.target import Target
+from sonic_bench.workload.batching import parse_batch_setting
+
+SETTINGS = MeasurementSettings(window_s=2.0, warmup_s=1.0, max_windows=6)
+TRANSPORTS = {"grpc": ("grpc", False), "http": ("http", False), "shm": ("http", True)}
+
+
+def sweep(server, transport: str, model: str, setting: int, counts, engine: str, root: Path):
+    protocol, shared_memory = TRANSPORTS[transport]
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    plan = SweepPlan(
+        configurations([setting], "off", model=model),
+        levels(counts),
+        SETTINGS,
+        pool_batches=8,
+        results=root,
+        label=f"{engine}-{transport}",
+        engine=engine,  # type: ignore[arg-type]
+    )
+    target = Target(url=url, protocol=protocol, shared_memory=shared_memory)
+    (run,) = run_sweep(plan, target, MetricsOptions(mode="off"))
+    return {r.level.concurrency: r.row for r in run.results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--transports", default="grpc")
+    parser.add_argument("--batches", default="large,small")
+    parser.add_argument("--concurrency", default="1,2,4,8")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--real-model", action="store_true", help="EmTrackMichelId, not zero")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.concurrency.split(",")]
+    model = MODEL_NO_DYNAMIC_BATCHING if args.real_model else MODEL_CALIBRATION
+    figures = Figures()
+    with tempfile.TemporaryDirectory() as tmp, embedded_server() as server:
+        for transport in args.transports.split(","):
+            for batch in args.batches.split(","):
+                setting = parse_batch_setting(batch)
+                native, reference = [], []
+                for trial in range(args.trials):
+                    root = Path(tmp) / f"{transport}-{batch}-{trial}"
+                    native.append(sweep(server, transport, model, setting, counts, "native", root))
+                    reference.append(
+                        sweep(server, transport, model, setting, counts, "perf_analyzer", root)
+                    )
+                for c in counts:
+                    ours = [t[c].get("inferences_per_s", 0.0) for t in native]
+                    theirs = [t[c].get("inferences_per_s", 0.0) for t in reference]
+                    name = f"{transport} {model} batch {batch} c{c}: native / perf_analyzer"
+                    print(
+                        f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f}"
+                        " inf/s"
+                    )
+                    if args.real_model:
+                        ratio = statistics.median(ours) / statistics.median(theirs)
+                        figures.value(f"{name} (within 5%)", abs(ratio - 1), 0.05, "{:.3f}", True)
+                    else:
+                        figures.ratio(name, ours, theirs, 0.95)
+                p50_ours = [t[counts[0]].get("latency_ms_p50", 0.0) for t in native]
+                p50_theirs = [t[counts[0]].get("latency_ms_p50", 0.0) for t in reference]
+                ratio = statistics.median(p50_ours) / statistics.median(p50_theirs)
+                figures.value(
+                    f"{transport} batch {batch} c{counts[0]}: p50 native / perf_analyzer - 1",
+                    abs(ratio - 1),
+                    0.10,
+                    "{:.3f}",
+                    lower_is_better=True,
+                )
+    figures.exit()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""A load level measured by NVIDIA's perf_analyzer instead of the native engine.
+
+Same server, same model, same realistic patches (its `--input-data` JSON, one entry per
+patch, base64), same windows and stability rule, the batch size the native engine sends
+on average; its CSV report becomes the level's steps.csv row, and the server's own
+statistics and Prometheus are read around it as for the native engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import json
+import math
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.measure.level import Level, MeasurementSettings
+from sonic_bench.measure.windows import Stability
+from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.perf_analyzer.report import read_report, to_step
+from sonic_bench.results.schema import iso_utc
+from sonic_bench.triton.client import Endpoint
+from sonic_bench.triton.stats import StatsReader
+
+UNSTABLE = "Failed to obtain stable measurement"
+OUTPUT_BYTES_PER_PATCH = 4 * 4  # two outputs, 3 + 1 floats
+
+
+def find_binary() -> Path:
+    """perf_analyzer beside this Python (make setup puts it there), else on PATH."""
+    beside = Path(sys.executable).parent / "perf_analyzer"
+    found = beside if beside.exists() else shutil.which("perf_analyzer")
+    if found is None:
+        raise SonicBenchError(
+            "perf_analyzer not found: run 'make setup' (it installs .venv/bin/perf_analyzer) "
+            "or put NVIDIA's perf_analyzer on PATH"
+        )
+    return Path(found)
+
+
+def write_input_data(batches: Sequence[np.ndarray], path: Path, batch_size: int) -> Path:
+    """perf_analyzer's JSON input: one entry per patch (it fills a batch of B with B
+    consecutive entries, wrapping around), enough for two different batches in a row."""
+    patches = np.concatenate(list(batches))
+    keep = min(len(patches), max(2 * batch_size, 512))
+    entries = [
+        {INPUT_NAME: {"b64": base64.b64encode(np.ascontiguousarray(p, np.float32)).decode()}}
+        for p in patches[:keep]
+    ]
+    path.write_text(json.dumps({"data": entries}))
+    return path
+
+
+@dataclass(frozen=True)
+class PerfAnalyzerLevel:
+    step: int
+    level: Level
+    row: dict  # the steps.csv row
+    span: tuple[float, float]
+    stability: Stability
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def inferences_per_s(self) -> float:
+        return self.row.get("inferences_per_s", math.nan)
+
+
+def command(
+    binary: Path,
+    endpoint: Endpoint,
+    model: str,
+    level: Level,
+    batch_size: int,
+    data: Path,
+    settings: MeasurementSettings,
+    report: Path,
+) -> list[str]:
+    args = [
+        str(binary),
+        "-m", model,
+        "-u", endpoint.url,
+        "-i", endpoint.protocol,
+        "-b", str(batch_size),
+        "--input-data", str(data),
+        "-p", str(round(settings.window_s * 1000)),
+        "-r", str(settings.max_windows),
+        "-s", f"{settings.rule.tolerance * 100:g}",
+        "-f", str(report),
+        "--verbose-csv",
+    ]  # fmt: skip
+    if settings.window_requests:
+        args += ["--measurement-mode", "count_windows"]
+        args += ["--measurement-request-count", str(settings.window_requests)]
+    if level.rate is None:
+        args += ["--concurrency-range", f"{level.concurrency}:{level.concurrency}"]
+    else:
+        args += ["--request-rate-range", f"{level.rate:g}:{level.rate:g}"]
+        args += ["--request-distribution", "poisson" if level.poisson else "constant"]
+    if endpoint.shared_memory:
+        args += ["--shared-memory", "system"]
+        args += ["--output-shared-memory-size", str(batch_size * OUTPUT_BYTES_PER_PATCH)]
+    if endpoint.ssl and endpoint.protocol == "grpc":
+        args += ["--ssl-grpc-use-ssl", "true"]
+    for name, value in endpoint.headers.items():
+        args += ["-H", f"{name}:{value}"]
+    return args
+
+
+def _die_with_parent() -> None:
+    """In the child: end when the harness ends, even by SIGKILL (Linux prctl)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_level(
+    step: int,
+    level: Level,
+    endpoint: Endpoint,
+    model: str,
+    batch_size: int,
+    data: Path,
+    settings: MeasurementSettings,
+    stats: StatsReader | None,
+    workdir: Path,
+) -> PerfAnalyzerLevel:
+    report = workdir / f"level{step}.csv"
+    args = command(find_binary(), endpoint, model, level, batch_size, data, settings, report)
+    before = stats.snapshot() if stats else None
+    cpu_before, started = _children_cpu_s(), time.time()
+    limit = settings.window_s * settings.max_windows * 3 + 120
+    try:
+        done = subprocess.run(
+            args, capture_output=True, text=True, timeout=limit, preexec_fn=_die_with_parent
+        )
+    except subprocess.TimeoutExpired:
+        raise SonicBenchError(
+            f"{level.label}: perf_analyzer did not finish in {limit:.0f} s"
+        ) from None
+    ended = time.time()
+    output = done.stdout + done.stderr
+    if done.returncode != 0 and UNSTABLE not in output:
+        lines = [line for line in output.splitlines() if "rror" in line] or output.splitlines()
+        raise SonicBenchError(f"{level.label}: perf_analyzer failed: {(lines or ['?'])[-1]}")
+    stability = Stability.STABLE if done.returncode == 0 else Stability.UNSTABLE
+    row = {"step": step, "concurrency": level.concurrency, "rate": level.rate}
+    warnings: list[str] = []
+    if stability is Stability.STABLE:
+        (measured,) = read_report(report)
+        row.update(to_step(measured, batch_size))
+    else:
+        warnings.append(f"{level.label}: perf_analyzer found no stable measurement")
+    server = stats.snapshot() - before if stats and before else None
+    if server is not None:
+        row["server_batch_avg"] = server.as_row().get("server_batch_avg")
+        row["requests"] = server.counts.get("success", 0)
+    cpu = 100.0 * (_children_cpu_s() - cpu_before) / max(ended - started, 1e-9)
+    row.update(
+        started_at=iso_utc(started),
+        ended_at=iso_utc(ended),
+        errors=0,
+        stable=stability is Stability.STABLE,
+        client_cpu_percent=cpu,
+    )
+    return PerfAnalyzerLevel(step, level, row, (started, ended), stability, tuple(warnings))

@@ -1,0 +1,78 @@
+"""NVIDIA's perf_analyzer as the reference: installed by make setup, run on the same
+levels and patches as the native engine, and its CSV format read and written."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pandas as pd
+import pytest
+from helpers import ROOT
+
+from sonic_bench.cli import main
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.measure.level import MeasurementSettings
+from sonic_bench.metrics.recording import MetricsOptions
+from sonic_bench.model.repository import MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.perf_analyzer import engine
+from sonic_bench.perf_analyzer.report import COLUMNS
+from sonic_bench.results.store import read_run
+from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
+from sonic_bench.runs.target import Target
+
+FIXTURES = ROOT / "tests" / "fixtures" / "schema-v1"
+# Long enough windows for a real model that takes ~40 ms per small batch on this CPU.
+SETTINGS = MeasurementSettings(window_s=2.0, warmup_s=1.0, max_windows=6)
+
+
+def test_make_setup_installed_perf_analyzer():
+    binary = engine.find_binary()
+    assert binary.name == "perf_analyzer" and binary.exists()
+
+
+def test_a_missing_binary_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(engine.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SonicBenchError, match="perf_analyzer not found: run 'make setup'"):
+        engine.find_binary()
+
+
+def _sweep(server, tmp_path, engine_name: str) -> dict[int, dict]:
+    plan = SweepPlan(
+        configurations([256], "off", model=MODEL_NO_DYNAMIC_BATCHING),
+        levels([1, 2]),
+        SETTINGS,
+        pool_batches=8,
+        results=tmp_path / engine_name,
+        engine=engine_name,  # type: ignore[arg-type]
+    )
+    (run,) = run_sweep(plan, Target(url=server.grpc_url), MetricsOptions(mode="off"))
+    assert read_run(run.folder).manifest.status == "complete"
+    return {r.level.concurrency: r.row for r in run.results}
+
+
+def test_native_engine_and_perf_analyzer_agree_on_the_real_model(server, tmp_path):
+    """A cross-check that catches a harness drifting from the reference tool."""
+    native = _sweep(server, tmp_path, "native")
+    reference = _sweep(server, tmp_path, "perf_analyzer")
+    for concurrency in (1, 2):
+        ours = native[concurrency]["inferences_per_s"]
+        theirs = reference[concurrency]["inferences_per_s"]
+        assert math.isfinite(theirs) and theirs > 0, reference[concurrency]
+        assert ours / theirs == pytest.approx(1.0, abs=0.15), (concurrency, ours, theirs)
+
+
+def test_export_round_trips_through_pandas_with_perf_analyzers_columns(tmp_path, capsys):
+    (run,) = FIXTURES.glob("*-old-sweep-*")
+    out = tmp_path / "report.csv"
+    assert main(["export", str(run), "--format", "perf-analyzer", "--output", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["Concurrency", *COLUMNS]
+    with open(run / "steps.csv", newline="") as f:
+        steps = list(csv.DictReader(f))
+    assert list(frame["Concurrency"]) == [int(s["concurrency"]) for s in steps]
+    for row, step in zip(frame.itertuples(index=False), steps, strict=True):
+        assert row[1] == pytest.approx(float(step["inferences_per_s"]), rel=1e-3)
+        p99_us = frame.loc[frame["Concurrency"] == int(step["concurrency"]), "p99 latency"]
+        assert p99_us.iloc[0] == pytest.approx(float(step["latency_ms_p99"]) * 1000, abs=1)
