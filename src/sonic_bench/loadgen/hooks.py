@@ -13,9 +13,10 @@ import logging
 
 import gevent
 import grpc.experimental.gevent as grpc_gevent
+from gevent.event import AsyncResult
 from locust import events
 from locust.event import EventHook
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.loadgen.context import LoadgenContext, build_context
@@ -68,17 +69,13 @@ def _set_up(environment, **_) -> None:
     if not environment.stop_timeout:
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT_S
     try:
-        options = from_parsed(environment.parsed_options)
+        options = from_parsed(environment.parsed_options, environment.host)
     except SonicBenchError as e:
         _fail(environment, str(e))
         return
     state = LoadgenState(options)
     setattr(environment, ATTRIBUTE, state)
-    # Simulating the workload takes seconds of CPU: in a thread, so that this process's
-    # greenlets (a worker's heartbeats to its master) keep running meanwhile. Users and
-    # listeners wait for the result through state.context().
-    built = gevent.get_hub().threadpool.spawn(build_context, options)
-    built.rawlink(lambda done: _context_ready(environment, state, done))
+    _build(environment, state)
     runner = environment.runner
     if not isinstance(runner, MasterRunner):
         state.buffer = RecordBuffer()
@@ -89,11 +86,35 @@ def _set_up(environment, **_) -> None:
         runner.register_message(MESSAGE, _on_records)
 
 
-def _context_ready(environment, state: LoadgenState, done) -> None:
+def _build(environment, state: LoadgenState) -> None:
+    """Simulating the workload takes seconds of CPU: in a thread, so that this process's
+    greenlets (a worker's heartbeats to its master) keep running meanwhile. Users and
+    listeners wait for the result through state.context()."""
+    pending = state.pending  # a rebuild gets a new one: each build answers its own
+    built = gevent.get_hub().threadpool.spawn(build_context, state.options)
+    built.rawlink(lambda done: _context_ready(environment, pending, done))
+
+
+def _adopt_options(environment, state: LoadgenState) -> None:
+    """Run what was asked for at the start of the test, whatever this process's own
+    command line said: a worker gets the master's options (Locust forwards them with each
+    spawn), and the web UI's fields and Host reach the runner's parsed options."""
     try:
-        state.pending.set(done.get())
+        asked = from_parsed(environment.parsed_options, environment.host)
     except SonicBenchError as e:
-        state.pending.set_exception(e)
+        _fail(environment, str(e))
+        return
+    if asked != state.options:
+        state.options = asked
+        state.pending = AsyncResult()
+        _build(environment, state)
+
+
+def _context_ready(environment, pending: AsyncResult, done) -> None:
+    try:
+        pending.set(done.get())
+    except SonicBenchError as e:
+        pending.set_exception(e)
         _fail(environment, str(e))
 
 
@@ -102,6 +123,9 @@ def _flush(environment, state: LoadgenState) -> None:
         return
     payload = state.buffer.take()
     if payload["requests"] or payload["events"]:
+        # Who sent it and with which settings: the master records and compares them.
+        payload["worker"] = getattr(environment.runner, "client_id", "local")
+        payload["settings"] = state.options.settings()
         environment.runner.send_message(MESSAGE, payload)
 
 
@@ -129,6 +153,7 @@ def _on_records(environment, msg, **_) -> None:
     recorder.receive(msg.data)
     if isinstance(environment.runner, MasterRunner):
         _note_cpu(environment, state)
+        _note_missing_workers(environment, state)
     if recorder.failures.give_up and state.stop_reason is None:
         failures = recorder.failures
         state.stop_reason = (
@@ -182,11 +207,36 @@ def _run_metrics(options: LoadgenOptions) -> RunMetrics | None:
     return RunMetrics(settings, options.triton_metrics_url)
 
 
+def _note_missing_workers(environment, state: LoadgenState) -> None:
+    """A worker that stopped sending heartbeats (killed, its machine gone): its users' load
+    is missing from then on, which the run must say."""
+    for client in getattr(environment.runner, "clients", {}).values():
+        if client.state == STATE_MISSING:
+            state.lost_worker = True
+            state.warn_once(
+                f"worker {client.id} stopped reporting (killed or unreachable): the load "
+                "after that is short of its users"
+            )
+
+
+@events.worker_connect.add_listener
+def _worker_joined(environment, client_id, **_) -> None:
+    if hasattr(environment, ATTRIBUTE) and state_of(environment).recorder is not None:
+        step = state_of(environment).recorder.steps.current
+        where = f"during step {step.index} ({step.users} users)" if step else "late"
+        state_of(environment).warn_once(
+            f"worker {client_id} joined {where}: users were rebalanced across workers"
+        )
+
+
 @events.test_start.add_listener
 def _start_run(environment, **_) -> None:
-    if isinstance(environment.runner, WorkerRunner) or not hasattr(environment, ATTRIBUTE):
+    if not hasattr(environment, ATTRIBUTE):
         return
     state = state_of(environment)
+    _adopt_options(environment, state)
+    if isinstance(environment.runner, WorkerRunner):
+        return
     try:
         context = state.context()
         info = check_server(context.endpoint, context.options.model)
@@ -194,7 +244,12 @@ def _start_run(environment, **_) -> None:
     except SonicBenchError as e:
         _fail(environment, str(e))
         return
-    recorder = RunRecorder(writer, _run_metrics(context.options), context.options.max_failed_events)
+    recorder = RunRecorder(
+        writer,
+        _run_metrics(context.options),
+        context.options.max_failed_events,
+        context.options.settings(),
+    )
     for message in recorder.metrics.warnings if recorder.metrics else ():
         logger.warning("sonic-bench: %s", message)
     state.recorder, state.warnings = recorder, []
@@ -239,12 +294,13 @@ def _stop_run(environment, **_) -> None:
         return
     if isinstance(environment.runner, MasterRunner):
         gevent.sleep(STEP_GRACE_S)  # the workers' last messages
+        _note_missing_workers(environment, state)
     staircase = state.options.staircase_schedule()
     shape = environment.shape_class
     done = staircase is None or (
         shape is not None and staircase.target(shape.get_run_time()) is None
     )
-    _finish(environment, "complete" if done else "partial")
+    _finish(environment, "complete" if done and not state.lost_worker else "partial")
 
 
 @events.quitting.add_listener

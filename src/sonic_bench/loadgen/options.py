@@ -1,8 +1,14 @@
-"""The custom Locust arguments (shown in the web UI too) and their validated form."""
+"""The custom Locust arguments (shown in the web UI too) and their validated form.
+
+Locust prints `--help` before it imports the locustfile, so these options do not show
+there; `python -m sonic_bench.loadgen.options` prints them, and the web UI shows them.
+The target is Locust's own `-H/--host` (the web UI's Host field); `--url` is an alias.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
@@ -17,7 +23,9 @@ REDUCED_EVENT_SCALE = 0.02  # the CPU server saturates early; the stairs take ~1
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("sonic-bench", "grid jobs sending EmTrackMichelId requests")
-    group.add_argument("--url", default="127.0.0.1:8000", help="Triton host:port (HTTP or gRPC)")
+    group.add_argument(
+        "--url", default="127.0.0.1:8000", help="Triton host:port, when -H/--host is not given"
+    )
     group.add_argument("--protocol", choices=["http", "grpc"], default="http")
     group.add_argument("--model", default=MODEL_DYNAMIC_BATCHING, help="model to call")
     group.add_argument("--batch-size", default="small", help="small (~235), large (~1693) or N")
@@ -101,6 +109,12 @@ class LoadgenOptions:
         host = self.url.rsplit(":", 1)[0]
         return self.metrics_url or f"http://{host}:8002/metrics"
 
+    def settings(self) -> dict:
+        """What decides the load a process sends: recorded per worker, compared with the
+        master's."""
+        values = asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+
     def hold_seconds(self, users: int) -> float:
         return self.step_seconds + self.step_seconds_per_user * users
 
@@ -123,7 +137,15 @@ def _staircase(text: str) -> tuple[int, ...]:
     return steps
 
 
-def from_parsed(parsed) -> LoadgenOptions:
+def target_url(host: str | None, url: str) -> str:
+    """host:port of Triton, from Locust's -H/--host (scheme optional) or --url."""
+    chosen = (host or url or "").strip()
+    return chosen.split("://", 1)[-1].rstrip("/")
+
+
+def from_parsed(parsed, host: str | None = None) -> LoadgenOptions:
+    if parsed.max_retries < 0 or parsed.max_failed_events < 0:
+        raise SonicBenchError("--max-retries and --max-failed-events must not be negative")
     if not 0 < parsed.event_scale <= 1:
         raise SonicBenchError(f"--event-scale {parsed.event_scale}: use a value in (0, 1]")
     names = (
@@ -137,7 +159,7 @@ def from_parsed(parsed) -> LoadgenOptions:
         if getattr(parsed, name) < 0:
             raise SonicBenchError(f"--{name.replace('_', '-')} must not be negative")
     return LoadgenOptions(
-        url=parsed.url,
+        url=target_url(host if host is not None else getattr(parsed, "host", None), parsed.url),
         protocol=parsed.protocol,
         model=parsed.model,
         batch_setting=parse_batch_setting(parsed.batch_size),
@@ -160,3 +182,16 @@ def from_parsed(parsed) -> LoadgenOptions:
         prometheus_url=parsed.prometheus_url,
         prometheus_port=parsed.prometheus_port,
     )
+
+
+def main() -> None:
+    """Print the sonic-bench options of the Locust file (Locust's --help cannot)."""
+    parser = argparse.ArgumentParser(
+        prog="locust -f loadgen/sonic.py", description="sonic-bench options (besides Locust's)"
+    )
+    add_arguments(parser)
+    parser.print_help()
+
+
+if __name__ == "__main__":
+    main()

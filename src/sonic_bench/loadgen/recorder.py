@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +111,17 @@ class RunRecorder:
 
     Owns the run's writer and its metrics recording (entered here, left in `finish`)."""
 
-    def __init__(self, writer: RunWriter, metrics: RunMetrics | None, max_failed_events: int):
+    def __init__(
+        self,
+        writer: RunWriter,
+        metrics: RunMetrics | None,
+        max_failed_events: int,
+        settings: dict | None = None,
+    ):
         self.writer = writer
+        self.settings = settings or {}  # what the leading process asked for
+        self.workers: dict[str, dict] = {}  # what each process that sent records ran with
+        self.mismatches: list[str] = []
         self.steps = StepLog()
         self.failures = FailureWatch(max_failed_events)
         self.started = time.time()
@@ -130,9 +139,21 @@ class RunRecorder:
         return tally
 
     def receive(self, payload: dict) -> None:
+        self._note_worker(payload.get("worker", "local"), payload.get("settings", {}))
         self._write_requests(payload["requests"])
         self._write_events(payload["events"])
         self.write_finished_steps(time.time() - STEP_GRACE_S)
+
+    def _note_worker(self, worker: str, settings: dict) -> None:
+        if worker in self.workers:
+            return
+        self.workers[worker] = settings
+        differ = sorted(k for k in self.settings if settings.get(k) != self.settings[k])
+        if settings and differ:
+            shown = ", ".join(
+                f"{k}={settings.get(k)!r} (asked {self.settings[k]!r})" for k in differ
+            )
+            self.mismatches.append(f"worker {worker} ran with other settings: {shown}")
 
     def _write_requests(self, requests: list) -> None:
         rows = []
@@ -193,9 +214,13 @@ class RunRecorder:
                 self.metrics.record(self.writer, self.started, time.time(), answered)
         finally:
             self._resources.close()
-        failed = self.failures.warnings()
+        failed = self.failures.warnings() + self.mismatches
         if failed and status == "complete":
             status = "partial"
+        if self.workers:
+            load = self.writer.manifest.load
+            parameters = {**load.parameters, "workers": self.workers}
+            self.writer.update(load=replace(load, parameters=parameters))
         if status != "complete" and not self.writer.steps_written:
             status = "failed"
         self.writer.finish(status, (*warnings, *failed))

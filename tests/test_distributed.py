@@ -1,0 +1,201 @@
+"""Distributed Locust: a master and workers started as separate processes, the usual way.
+
+Workers are started with no sonic-bench option at all: whatever they run must be what
+the master asked for, and the run folder must say what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, read_events, read_requests, server_config
+
+from sonic_bench.loadgen.context import build_context
+from sonic_bench.loadgen.options import from_parsed
+from sonic_bench.metrics.exposition import model_value, scrape
+from sonic_bench.model.repository import MODEL_CALIBRATION
+from sonic_bench.process import free_port, http_ok
+from sonic_bench.results.store import read_run
+from sonic_bench.triton.server import EmbeddedServer
+
+LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py")]
+SHORT = ["--event-scale", "0.01", "--other-seconds", "20", "--step-seconds-per-user", "0"]
+
+
+@pytest.fixture(scope="module")
+def calibration_server():
+    with EmbeddedServer(server_config(models=(MODEL_CALIBRATION,))).start() as server:
+        yield server
+
+
+def _master(server, results: Path, port: int, *extra: str) -> list[str]:
+    return [
+        *LOCUST,
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+        "--headless",
+        "--host",
+        f"http://{server.http_url}",
+        "--model",
+        MODEL_CALIBRATION,
+        "--batch-size",
+        "large",
+        "--metrics",
+        "off",
+        "--results",
+        str(results),
+        "--only-summary",
+        *SHORT,
+        *extra,
+    ]
+
+
+def _worker(port: int) -> subprocess.Popen:
+    command = [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _served(server) -> float:
+    return model_value(
+        scrape(server.metrics_url), "nv_inference_request_success", MODEL_CALIBRATION
+    )
+
+
+def _sizes_of_setting(setting: str) -> set[int]:
+    """Every request size the master's plan sends (as each worker would build it)."""
+    parsed = Namespace(
+        url="x:1", protocol="http", model=MODEL_CALIBRATION, batch_size=setting,
+        event_scale=0.01, other_seconds=20.0, preprocess_seconds=7.0, burn_cpu=False,
+        other_jitter=0.2, staircase="off", step_seconds=1.0, step_seconds_per_user=0.0,
+        workload_file="", seed=1234, results="r", label="l", max_retries=5,
+        max_failed_events=10, metrics="off", metrics_url="", prometheus_url="",
+        prometheus_port=9090,
+    )  # fmt: skip
+    context = build_context(from_parsed(parsed))
+    return {b.size for plan in context.plans for b in plan.batches}
+
+
+def test_workers_run_what_the_master_asked_for(calibration_server, tmp_path):
+    server, port = calibration_server, free_port()
+    before = _served(server)
+    master = subprocess.Popen(
+        _master(server, tmp_path, port, "--expect-workers", "2", "--staircase", "2,4",
+                "--step-seconds", "5"),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    workers = [_worker(port), _worker(port)]
+    try:
+        _, err = master.communicate(timeout=180)
+    finally:
+        for w in workers:
+            w.wait(timeout=30)
+    assert master.returncode == 0, err[-3000:]
+    (folder,) = tmp_path.iterdir()
+    run = read_run(folder)
+    requests = read_requests(folder)
+    assert requests and all(r["ok"] == "1" for r in requests)
+    assert {int(r["batch_size"]) for r in requests} <= _sizes_of_setting("large")
+    assert _served(server) - before == len(requests)  # reached the master's target, all
+    workers_seen = run.manifest.load.parameters["workers"]
+    assert len(workers_seen) == 2
+    for settings in workers_seen.values():
+        assert settings["batch_setting"] == 2300
+        assert settings["model"] == MODEL_CALIBRATION
+        assert settings["url"] == server.http_url
+    assert run.manifest.workload.batch_size_setting == 2300
+    assert run.manifest.status == "complete", run.manifest.warnings
+
+
+def test_a_late_and_a_killed_worker_are_said(calibration_server, tmp_path):
+    server, port = calibration_server, free_port()
+    master = subprocess.Popen(
+        _master(server, tmp_path, port, "--expect-workers", "1", "--staircase", "2,2",
+                "--step-seconds", "12"),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    first = _worker(port)
+    late = None
+    try:
+        deadline = time.monotonic() + 90
+        while not list(tmp_path.glob("*/events.csv")):
+            assert master.poll() is None and time.monotonic() < deadline, "no event recorded"
+            time.sleep(0.2)
+        late = _worker(port)
+        time.sleep(4)
+        os.kill(first.pid, signal.SIGKILL)
+        master.communicate(timeout=180)
+    finally:
+        first.kill()
+        if late is not None:
+            late.wait(timeout=30)
+    (folder,) = tmp_path.iterdir()
+    run = read_run(folder)
+    warnings = " | ".join(run.manifest.warnings)
+    assert "joined" in warnings and "stopped reporting" in warnings, warnings
+    assert run.manifest.status == "partial"
+    assert read_events(folder)  # what the others recorded is kept
+
+
+def _post(url: str, fields: dict[str, str]) -> None:
+    data = urllib.parse.urlencode(fields).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as reply:
+        assert reply.status == 200
+
+
+def test_a_run_started_from_the_web_ui_uses_its_fields(calibration_server, tmp_path):
+    server, web = calibration_server, free_port()
+    command = [
+        *LOCUST, "--web-host", "127.0.0.1", "--web-port", str(web), "--metrics", "off",
+        "--results", str(tmp_path), "--staircase", "off", *SHORT,
+    ]  # fmt: skip
+    ui = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not http_ok(f"http://127.0.0.1:{web}/"):
+            assert ui.poll() is None and time.monotonic() < deadline, "web UI did not start"
+            time.sleep(0.2)
+        _post(
+            f"http://127.0.0.1:{web}/swarm",
+            {
+                "user_count": "2",
+                "spawn_rate": "10",
+                "host": f"http://{server.http_url}",
+                "model": MODEL_CALIBRATION,
+                "batch_size": "large",
+            },
+        )
+        deadline = time.monotonic() + 90
+        while not list(tmp_path.glob("*/events.csv")):
+            assert time.monotonic() < deadline, "the web run recorded no event"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/stop", timeout=30):
+            pass
+        while not _finished(tmp_path):
+            assert time.monotonic() < deadline, "the web run did not finish"
+            time.sleep(0.5)
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.communicate(timeout=60)
+    (folder,) = tmp_path.iterdir()
+    run = read_run(folder)
+    assert run.manifest.server.model == MODEL_CALIBRATION
+    assert run.manifest.workload.batch_size_setting == 2300
+    assert run.manifest.server.url == server.http_url
+    requests = read_requests(folder)
+    assert requests and {int(r["batch_size"]) for r in requests} <= _sizes_of_setting("large")
+
+
+def _finished(results: Path) -> bool:
+    return any(read_run(f).manifest.status != "running" for f in results.iterdir())
