@@ -1,0 +1,189 @@
+"""deploy/k8s on paper, strictly: nothing here runs a cluster, so every rendered object is
+validated against the Kubernetes OpenAPI schemas (custom resources against their CRDs),
+and what the manifests name (ports, models, metrics, command lines) is read from the code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from helpers import ROOT
+from locust.argument_parser import get_parser
+
+from sonic_bench.cli import build_parser
+from sonic_bench.loadgen.options import add_arguments
+from sonic_bench.metrics.collect import SERIES
+from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING, MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.triton.install import find_install
+from sonic_bench.triton.server import ServerConfig
+
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir())
+CRD_VALIDATOR = K8S / "validate"
+CUSTOM = {"keda.sh/v1alpha1", "monitoring.coreos.com/v1"}
+
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl (kustomize) is not installed"
+)
+
+
+def render(overlay: str) -> list[dict]:
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [o for o in yaml.safe_load_all(done.stdout) if o]
+
+
+def _kind(objects: list[dict], kind: str, name: str) -> dict:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def _container(objects: list[dict], deployment: str, name: str) -> dict:
+    spec = _kind(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+    (found,) = [c for c in spec.get("containers", []) + spec.get("initContainers", [])
+                if c["name"] == name]  # fmt: skip
+    return found
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_against_the_kubernetes_schemas(overlay):
+    version = kubernetes_validate.latest_version()
+    objects = render(overlay)
+    core = [o for o in objects if o["apiVersion"] not in CUSTOM]
+    for obj in core:
+        kubernetes_validate.validate(obj, version, strict=True)
+    custom = [o for o in objects if o["apiVersion"] in CUSTOM]
+    if custom:
+        if not (CRD_VALIDATOR / "node_modules").exists():
+            pytest.skip("CRD schemas not installed (make test runs npm ci in deploy/k8s/validate)")
+        done = subprocess.run(
+            ["node", str(CRD_VALIDATOR / "validate-crds.mjs")],
+            input=json.dumps(custom),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_crd_validator_rejects_a_broken_scaled_object():
+    if not (CRD_VALIDATOR / "node_modules").exists():
+        pytest.skip("CRD schemas not installed (make test runs npm ci in deploy/k8s/validate)")
+    broken = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {"scaleTargetRef": {}, "triggers": "prometheus"},
+    }
+    done = subprocess.run(
+        ["node", str(CRD_VALIDATOR / "validate-crds.mjs")],
+        input=json.dumps([broken]),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "invalid ScaledObject" in done.stdout
+
+
+@needs_kubectl
+def test_triton_ports_and_models_are_the_codes():
+    objects = render("keda")
+    defaults = ServerConfig(repository=Path("."))
+    triton = _container(objects, "triton", "triton")
+    ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
+    assert ports == {"http": defaults.http_port, "grpc": defaults.grpc_port,
+                     "metrics": defaults.metrics_port}  # fmt: skip
+    service = {p["name"]: p["port"] for p in _kind(objects, "Service", "triton")["spec"]["ports"]}
+    assert service == ports
+    for arg, port in (
+        ("--http-port", "http"),
+        ("--grpc-port", "grpc"),
+        ("--metrics-port", "metrics"),
+    ):
+        assert f"{arg}={ports[port]}" in triton["args"]
+    assert {"/v2/health/ready", "/v2/health/live"} <= {
+        triton[probe]["httpGet"]["path"] for probe in ("readinessProbe", "livenessProbe")
+    }
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    served = {
+        p.parent.name for p in (ROOT / "model_repository" / "triton-gpu").glob("*/config.pbtxt")
+    }
+    assert {MODEL_DYNAMIC_BATCHING, MODEL_NO_DYNAMIC_BATCHING} <= served
+
+
+@needs_kubectl
+def test_tritonserver_knows_every_flag_the_manifest_passes():
+    """The embedded server is the same tritonserver: its --help lists the flags."""
+    triton = _container(render("keda"), "triton", "triton")
+    done = subprocess.run(
+        [str(find_install().binary), "--help"],
+        capture_output=True,
+        text=True,
+        env=find_install().environment(),
+    )
+    for arg in triton["args"]:
+        assert arg.split("=", 1)[0] in done.stdout + done.stderr, arg
+
+
+def _metrics_in(text: str) -> set[str]:
+    return set(re.findall(r"\bnv_[a-z_]+\b", text))
+
+
+@needs_kubectl
+def test_metric_names_in_queries_and_dashboard_are_the_ones_recorded():
+    dashboard = (K8S / "base" / "sonic-bench-dashboard.json").read_text()
+    panels = {p["title"] for p in json.loads(dashboard)["panels"]}
+    assert panels == {"GPU utilization", "Inferences per second", "Executed batch size",
+                      "Queue time per request"}  # fmt: skip
+    scaled = _kind(render("keda"), "ScaledObject", "triton")
+    queries = dashboard + scaled["spec"]["triggers"][0]["metadata"]["query"]
+    queries += (K8S / "overlays" / "hpa" / "prometheus-adapter-rules.yaml").read_text()
+    used = _metrics_in(queries) - {"nv_inference_queue_us_per_request"}  # the adapter's name
+    assert used and used <= set(SERIES), used - set(SERIES)
+    hpa = _kind(render("hpa"), "HorizontalPodAutoscaler", "triton")
+    assert (
+        hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "nv_inference_queue_us_per_request"
+    )
+
+
+@needs_kubectl
+def test_command_lines_parse_with_the_code():
+    objects = render("keda")
+    sonic = build_parser()
+    for container in ("locust", "model-export"):
+        deployment = {"locust": "locust-master", "model-export": "triton"}[container]
+        spec = _container(objects, deployment, container)
+        if container == "model-export":
+            (script,) = spec["args"]
+            export = script.split("&&")[0].split()
+            assert export[0] == "sonic-bench"
+            sonic.parse_args(export[1:])
+    locust = get_parser()
+    add_arguments(locust)
+    for deployment in ("locust-master", "locust-worker"):
+        args = _container(objects, deployment, "locust")["args"]
+        parsed = locust.parse_args(args)
+        assert parsed.locustfile.endswith("loadgen/sonic.py")
+        assert (ROOT / "loadgen" / "sonic.py").exists()
+    master = locust.parse_args(_container(objects, "locust-master", "locust")["args"])
+    assert master.host == "http://triton:8000" and master.prometheus_url == "http://prometheus:9090"
+
+
+def test_the_image_is_set_up_by_the_makefile():
+    """One set of set-up steps: the Dockerfile runs `make setup`, nothing of its own."""
+    runs = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("RUN")
+    ]
+    assert any("make setup" in line for line in runs)
+    installs = [line for line in runs if "pip install" in line or "sonic-bench model" in line]
+    assert not installs, installs
