@@ -1,5 +1,6 @@
 # sonic-bench: everything the project needs is installed from here.
-#   make setup             virtualenv, Python packages, Debian packages (when root), model files
+#   make setup             virtualenv, Python packages, Debian packages (when root), model
+#                          files, NVIDIA's perf_analyzer (.venv/bin/perf_analyzer)
 #   make test              the test suite (real tritonserver, real Prometheus, real Locust)
 #   make serve             the embedded Triton server in the foreground
 #   make bench-standalone  the main job: a concurrency sweep of the embedded server
@@ -16,7 +17,7 @@ BENCH_ARGS ?=
 .PHONY: setup system-packages test serve bench-standalone baseline bench bench-smoke bench-micro \
 	bench-micro-save lint clean
 
-setup: $(BIN)/.installed system-packages $(ONNX)
+setup: $(BIN)/.installed system-packages $(ONNX) $(BIN)/perf_analyzer
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +26,12 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # The Triton Python-backend stub embeds the system libpython of this Python version;
-# Prometheus records the server's metrics. Installed only when missing and when root.
+# Prometheus records the server's metrics; perf_analyzer links libb64. Installed only when
+# missing and when root.
 system-packages:
 	@missing=""; \
 	ldconfig -p | grep -q "libpython$(PYVER).so.1.0" || missing="$$missing libpython$(PYVER)"; \
+	ldconfig -p | grep -q "libb64.so.0d" || missing="$$missing libb64-0d"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -42,7 +45,21 @@ system-packages:
 $(ONNX): $(BIN)/.installed
 	$(BIN)/sonic-bench model export
 
-test: setup
+# NVIDIA's perf_analyzer, the reference the native engine is measured against: the binary
+# from the tritonclient 2.50.0 wheel and libcudart from nvidia-cuda-runtime-cu12 (pinned in
+# sonic_bench/perf_analyzer/install.py), behind a wrapper that sets the library path.
+$(BIN)/perf_analyzer: $(BIN)/.installed src/sonic_bench/perf_analyzer/install.py
+	$(BIN)/python -m sonic_bench.perf_analyzer.install $(VENV)
+
+# Offline validation of the Kubernetes custom resources (KEDA, Prometheus operator) against
+# their CRD schemas: npm packages pinned in deploy/k8s/validate/package-lock.json.
+K8S_VALIDATE := deploy/k8s/validate
+$(K8S_VALIDATE)/node_modules/.installed: $(K8S_VALIDATE)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --silent --no-audit --no-fund --prefix $(K8S_VALIDATE) && touch $@; \
+	else echo "warning: npm missing: Kubernetes custom resources will not be validated"; fi
+
+test: setup $(K8S_VALIDATE)/node_modules/.installed
 	$(BIN)/python -m pytest
 
 serve: setup
@@ -53,13 +70,21 @@ baseline: setup
 
 # The paper's standalone measurement on the embedded CPU server: batch ~235 and ~1693,
 # dynamic batching on and off, concurrency 1-8 (the CPU server saturates at 2), plus the
-# in-process baseline that the served throughput is compared with. Windows start at 2 s
-# and are lengthened where they hold fewer than 20 answers (batch 1693).
+# in-process baseline that the served throughput is compared with, all in one job folder,
+# then the analysis (report.md, plots, the standalone story) into JOB/analysis.
+# Windows are count windows (perf_analyzer's count_windows): at least 2 s and at least 24
+# answers each, so that slow, large requests and dynamic batching's bursts fill every
+# window alike and each level can settle.
+STAMP := $(shell date -u +%Y%m%dT%H%M%SZ)
+JOB ?= $(RESULTS)/standalone-$(STAMP)
 STANDALONE_SWEEP ?= --batch small,large --dynamic-batching both --concurrency 1,2,4,8 \
-	--window 2 --warmup 2 --max-windows 5
+	--window 2 --window-requests 24 --warmup 2 --max-windows 6
 bench-standalone: setup
-	$(BIN)/sonic-bench baseline --duration 3 --results $(RESULTS)
-	$(BIN)/sonic-bench sweep $(STANDALONE_SWEEP) --results $(RESULTS) $(BENCH_ARGS)
+	$(BIN)/sonic-bench baseline --duration 3 --results $(JOB)
+	$(BIN)/sonic-bench sweep $(STANDALONE_SWEEP) --results $(JOB) $(BENCH_ARGS)
+	$(BIN)/sonic-bench analyze $(JOB) --output $(JOB)/analysis
+	@echo "run folders: $(JOB)/"
+	@echo "report:      $(JOB)/analysis/report.md"
 
 # The CI smoke benchmark: repeated trials with the in-process reference, judged against
 # the committed baseline by the committed thresholds (exit 1 on a regression).

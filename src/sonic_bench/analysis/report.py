@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sonic_bench.analysis.summary import BaselineSummary, LoadgenSummary, SweepSummary
+from sonic_bench.analysis.summary import BaselineSummary, LoadgenSummary, StoryRow, SweepSummary
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -41,6 +41,50 @@ def sweep_rows(sweeps: list[SweepSummary]):
             )
         )
     return rows
+
+
+STORY_HEADERS = (
+    "batch",
+    "dynamic batching",
+    "saturation inf/s",
+    "at",
+    "knee",
+    "/ in-process",
+    "executed batch",
+    "stable",
+)
+
+
+def story_rows(story: list[StoryRow]):
+    return [
+        (
+            f"~{r.avg_batch:.0f} ({r.batch_setting})",
+            "on" if r.dynamic_batching else "off",
+            r.max_inferences_per_s,
+            r.at_concurrency,
+            r.knee_concurrency,
+            r.ratio_to_in_process,
+            r.executed_batch,
+            r.stable_levels,
+        )
+        for r in story
+    ]
+
+
+def story_text(story: list[StoryRow]) -> list[str]:
+    """One sentence per batch size: what dynamic batching did there."""
+    lines = []
+    for setting in sorted({r.batch_setting for r in story}):
+        pair = {r.dynamic_batching: r for r in story if r.batch_setting == setting}
+        on, off = pair.get(True), pair.get(False)
+        if on and off:
+            gain = on.max_inferences_per_s / off.max_inferences_per_s
+            lines.append(
+                f"batch ~{on.avg_batch:.0f}: {on.max_inferences_per_s:,.0f} inf/s with dynamic "
+                f"batching (executed batches of {on.executed_batch:,.0f}), "
+                f"{off.max_inferences_per_s:,.0f} without: {gain:.2f}x"
+            )
+    return lines
 
 
 def _knee(s: LoadgenSummary) -> tuple[str, str]:
@@ -126,8 +170,18 @@ def write_report(
     loadgens: list[LoadgenSummary],
     images: dict[str, Path],
     skipped: list[str],
+    story: list[StoryRow] | None = None,
 ) -> Path:
     parts = ["# sonic-bench analysis", ""]
+    if story:
+        parts += [
+            "## The standalone story (the paper's Table 1 and Fig. 3)",
+            "",
+            _table(STORY_HEADERS, story_rows(story)),
+            "",
+            *(f"- {line}" for line in story_text(story)),
+            "",
+        ]
     for b in baselines:
         parts += [
             f"## CPU-only baseline ({b.run_id})",
@@ -139,7 +193,7 @@ def write_report(
         parts += ["## Standalone sweeps", "", _table(SWEEP_HEADERS, sweep_rows(sweeps)), ""]
         if "throughput" in images:
             parts += [f"![throughput and latency]({images['throughput'].name})", ""]
-        notes = [f"- {s.run.run_id}: {note}" for s in sweeps for note in s.run.notes]
+        notes = [f"- {s.run.run_id}: {note}" for s in sweeps for note in s.warnings]
         parts += [*notes, ""] if notes else []
     if loadgens:
         parts += [

@@ -10,6 +10,8 @@ import pandas as pd
 from sonic_bench.analysis.runs import LoadedRun, SkippedRun, request_latency_percentiles
 from sonic_bench.analysis.saturation_fit import SaturationResult, analyse_saturation
 from sonic_bench.analysis.throughput import Saturation, saturation
+from sonic_bench.results.machine import differences
+from sonic_bench.results.schema import Manifest
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
 
 
@@ -25,6 +27,7 @@ class Speedup:
 class BaselineSummary:
     run_id: str
     table: pd.DataFrame  # threads, batch_size, inferences_per_s, seconds_per_55k
+    manifest: Manifest | None = None
 
     def inferences_per_s(self, threads: int | None, batch: float) -> float | None:
         rows = self.table if threads is None else self.table[self.table.threads == threads]
@@ -41,6 +44,7 @@ class SweepSummary:
     run: LoadedRun
     saturation: Saturation | None
     baseline_ratio: float | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -77,17 +81,29 @@ def summarize_baseline(run: LoadedRun) -> BaselineSummary:
         }
     )
     table["seconds_per_55k"] = PATCHES_PER_EVENT / table.inferences_per_s
-    return BaselineSummary(run.run_id, table)
+    return BaselineSummary(run.run_id, table, run.manifest)
 
 
 def summarize_sweep(run: LoadedRun, baselines: list[BaselineSummary]) -> SweepSummary:
     closed = run.steps.dropna(subset=["concurrency"])
     sat = saturation(list(closed.concurrency), list(closed.inferences_per_s))
     ratio = None
+    warnings = list(run.notes)
     if sat and baselines:
         reference = baselines[-1].inferences_per_s(None, run.manifest.workload.avg_batch_size)
         ratio = sat.max_inferences_per_s / reference if reference else None
-    return SweepSummary(run, sat, ratio)
+        warnings += set_up_differences(run, baselines[-1])
+    return SweepSummary(run, sat, ratio, tuple(warnings))
+
+
+def set_up_differences(run: LoadedRun, baseline: BaselineSummary) -> list[str]:
+    """A ratio to a baseline measured on another set-up says as much."""
+    if baseline.manifest is None:
+        return []
+    found = differences(run.manifest, baseline.manifest)
+    if not found:
+        return []
+    return [f"compared with baseline {baseline.run_id}, which differs in: " + "; ".join(found)]
 
 
 def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> LoadgenSummary:
@@ -120,6 +136,8 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
         warnings.append(f"only {len(levels)} user levels with events: no knee can be fitted")
     flat = result.flat_module_s if result else float(levels.module_median_s.iloc[0])
     speedup = _speedup(run, baselines, flat, other, preprocess)
+    if speedup is not None:
+        warnings += set_up_differences(run, baselines[-1])
     return LoadgenSummary(run, levels, other, preprocess, result, speedup, tuple(warnings))
 
 
@@ -193,7 +211,7 @@ def to_json(summary) -> dict:
             "knee_concurrency": _finite(sat.knee_concurrency) if sat else None,
             "ratio_to_in_process": _finite(summary.baseline_ratio),
         }
-        out["warnings"] = list(run.notes)
+        out["warnings"] = list(summary.warnings)
     if isinstance(summary, LoadgenSummary):
         r = summary.saturation
         out["saturation"] = {
@@ -210,3 +228,45 @@ def to_json(summary) -> dict:
             out["speedup"] = {"module": summary.speedup.module, "total": summary.speedup.total}
         out["warnings"] = list(summary.warnings)
     return out
+
+
+@dataclass(frozen=True)
+class StoryRow:
+    """One batch setting with dynamic batching on or off: the paper's Table 1 / Fig. 3."""
+
+    batch_setting: int
+    avg_batch: float
+    dynamic_batching: bool
+    max_inferences_per_s: float
+    at_concurrency: float
+    knee_concurrency: float
+    ratio_to_in_process: float | None
+    executed_batch: float  # Triton's mean executed batch at saturation
+    stable_levels: str  # e.g. "4/4"
+
+
+def standalone_story(sweeps: list[SweepSummary]) -> list[StoryRow]:
+    """Per batch setting, dynamic batching on then off: where each saturates, how far it
+    is from in-process inference, and how large the batches Triton executed were."""
+    rows = []
+    for s in sweeps:
+        if s.saturation is None:
+            continue
+        steps, m = s.run.steps, s.run.manifest
+        at = steps[steps.concurrency == s.saturation.at_concurrency]
+        stable = steps.stable.astype(str).str.lower().isin(["true", "1"])
+        setting = m.workload.batch_size_setting
+        rows.append(
+            StoryRow(
+                batch_setting=setting if isinstance(setting, int) else setting[0],
+                avg_batch=m.workload.avg_batch_size,
+                dynamic_batching=m.server.dynamic_batching,
+                max_inferences_per_s=s.saturation.max_inferences_per_s,
+                at_concurrency=s.saturation.at_concurrency,
+                knee_concurrency=s.saturation.knee_concurrency,
+                ratio_to_in_process=s.baseline_ratio,
+                executed_batch=float(at.server_batch_avg.iloc[0]) if len(at) else math.nan,
+                stable_levels=f"{int(stable.sum())}/{len(steps)}",
+            )
+        )
+    return sorted(rows, key=lambda r: (r.batch_setting, not r.dynamic_batching))

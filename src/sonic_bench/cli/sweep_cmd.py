@@ -53,6 +53,13 @@ def register(commands) -> None:
     measure.add_argument("--window", type=float, default=5.0, help="seconds per window")
     measure.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     measure.add_argument("--max-windows", type=int, default=10)
+    measure.add_argument(
+        "--window-requests",
+        type=int,
+        default=0,
+        help="count windows: each window also holds this many answers (perf_analyzer's "
+        "count_windows); 0: time windows only",
+    )
     measure.add_argument("--stability", type=float, default=0.10, help="tolerance (0.10 = 10%%)")
     measure.add_argument("--repeat", type=int, default=1, help="trials of every level")
     measure.add_argument(
@@ -61,6 +68,12 @@ def register(commands) -> None:
         help="measure in-process onnxruntime before each level (for sonic-bench check)",
     )
     measure.add_argument("--reference-seconds", type=float, default=2.0)
+    measure.add_argument(
+        "--engine",
+        choices=("native", "perf_analyzer"),
+        default="native",
+        help="who sends the load: sonic-bench, or NVIDIA's perf_analyzer on the same levels",
+    )
     workload = parser.add_argument_group("workload")
     workload.add_argument("--seed", type=int, default=DEFAULT_SEED)
     workload.add_argument("--pool-batches", type=int, default=24, help="batches replayed")
@@ -82,6 +95,7 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
             warmup_s=args.warmup,
             max_windows=args.max_windows,
             rule=StabilityRule(tolerance=args.stability),
+            window_requests=args.window_requests,
         ),
         repeat=args.repeat,
         reference_seconds=args.reference_seconds if args.reference else None,
@@ -89,6 +103,7 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
         pool_batches=args.pool_batches,
         results=args.results,
         label=args.label,
+        engine=args.engine,
     )
 
 
@@ -127,28 +142,27 @@ def _print_summary(sweep: SweepRun) -> None:
     config, results = sweep.configuration, sweep.results
     print(f"\n{config.model}, batch setting {config.setting}:")
     open_loop = any(r.level.rate is not None for r in results)
+    nan = float("nan")
     rows = []
     for r in results:
-        lat = r.latency()
-        server = r.server.as_row() if r.server else {}
-        row = [
+        row = r.row
+        cells = [
             r.level.concurrency if r.level.rate is None else f"{r.level.rate:g}/s",
-            r.inferences_per_s,
-            lat.p50_ms,
-            lat.p99_ms,
-            server.get("server_queue_us", float("nan")) / 1000,
-            server.get("server_compute_infer_us", float("nan")) / 1000,
-            server.get("server_batch_avg", float("nan")),
+            row.get("inferences_per_s", nan),
+            row.get("latency_ms_p50", nan),
+            row.get("latency_ms_p99", nan),
+            (row.get("server_queue_us") or nan) / 1000,
+            (row.get("server_compute_infer_us") or nan) / 1000,
+            row.get("server_batch_avg") or nan,
             "yes" if r.stability is Stability.STABLE else "NO",
         ]
-        if open_loop:
-            row.append(r.send_lag_ms)
-        rows.append(row)
+        rows.append([*cells, row.get("send_lag_ms", nan)] if open_loop else cells)
     headers = ["load", "inf/s", "p50 ms", "p99 ms", "queue ms", "compute ms", "exec batch"]
     headers += ["stable", "send lag ms"] if open_loop else ["stable"]
     print_table(headers, rows)
     closed = [r for r in results if r.level.rate is None]
-    sat = saturation([r.level.concurrency for r in closed], [r.inferences_per_s for r in closed])
+    throughputs = [r.row.get("inferences_per_s", nan) for r in closed]
+    sat = saturation([r.level.concurrency for r in closed], throughputs)
     if sat:
         print(
             f"saturation: {sat.max_inferences_per_s:,.0f} inf/s "

@@ -49,12 +49,17 @@ class MeasurementSettings:
     max_windows: int = 10
     max_window_s: float = 60.0
     rule: StabilityRule = field(default_factory=StabilityRule)
+    # Count windows (perf_analyzer's count_windows): a window also holds at least this
+    # many answers, however long that takes (up to max_window_s). Slow, large requests
+    # and dynamic batching's bursts then fill every window alike. 0: time windows only.
+    window_requests: int = 0
 
     def __post_init__(self) -> None:
         checks = (
             (self.window_s > 0, f"--window {self.window_s:g}: give a positive number of seconds"),
             (self.warmup_s >= 0, f"--warmup {self.warmup_s:g}: must not be negative"),
             (self.max_windows >= 1, f"--max-windows {self.max_windows}: give at least 1"),
+            (self.window_requests >= 0, "--window-requests must not be negative"),
             (
                 0 < self.rule.tolerance < 1,
                 f"--stability {self.rule.tolerance:g}: give a fraction such as 0.1",
@@ -213,18 +218,13 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
     windows: list[WindowStats] = []
     window_s, t, stability = settings.window_s, start, Stability.UNSTABLE
     while len(windows) < settings.max_windows:
-        wait_until(clock, t + window_s)
+        end = _window_end(driver, t, t + window_s, settings, clock)
         columns = driver.log.columns()
         current = window_stats(
-            columns["t_recv"],
-            columns["latency_ms"],
-            columns["batch"],
-            columns["ok"],
-            t,
-            t + window_s,
+            columns["t_recv"], columns["latency_ms"], columns["batch"], columns["ok"], t, end
         )
         windows.append(current)
-        t += window_s
+        t = end
         if current.requests == 0 and current.errors > 0:
             failed = next(r for r in reversed(driver.log.records()) if not r.ok)
             raise ServerUnavailable(f"{level.label}: every request failed: {failed.error}")
@@ -237,6 +237,26 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
     cpu = 100.0 * (_cpu_seconds(process) - cpu_before) / (t - start)
     server = stats.snapshot() - server_before if stats and server_before else None
     return windows, stability, (start, t), server, cpu
+
+
+COUNT_POLL_S = 0.02
+
+
+def _window_end(driver, start: float, end: float, settings: MeasurementSettings, clock) -> float:
+    """When the window that began at `start` ends: at `end`, or with count windows once it
+    holds `window_requests` answers (just after the last of them), at most max_window_s."""
+    wait_until(clock, end)
+    needed = settings.window_requests
+    if not needed:
+        return end
+    limit = start + max(settings.max_window_s, end - start)
+    while True:
+        answered = sorted(r.t_recv for r in driver.log.records() if r.ok and r.t_recv >= start)
+        if len(answered) >= needed:
+            return max(end, answered[needed - 1] + 1e-6)
+        if clock.now() >= limit:
+            return clock.now()
+        time.sleep(COUNT_POLL_S)
 
 
 def _warnings(level: Level, stability: Stability, cpu_percent: float) -> tuple[str, ...]:

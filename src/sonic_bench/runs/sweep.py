@@ -10,10 +10,13 @@ prints what comes back.
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import (
@@ -23,19 +26,25 @@ from sonic_bench.measure.level import (
     MeasurementSettings,
     measure_level,
 )
+from sonic_bench.measure.records import RequestRecord
 from sonic_bench.measure.reference import InProcessReference
+from sonic_bench.measure.windows import Stability
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics, server_series_row
 from sonic_bench.model.emtrackmichel import model_bytes
 from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
+from sonic_bench.perf_analyzer import engine as perf_analyzer
+from sonic_bench.perf_analyzer.engine import write_input_data
 from sonic_bench.results.manifest import new_manifest
 from sonic_bench.results.schema import LoadInfo, Manifest, WorkloadInfo, served_model
 from sonic_bench.results.store import RunWriter
+from sonic_bench.runs.progress import JobProgress
 from sonic_bench.runs.target import Target, reach
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
 from sonic_bench.triton.stats import StatsReader
 from sonic_bench.workload.pool import BatchPool, simulated_pool
 
 DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
+Engine = Literal["native", "perf_analyzer"]
 MAX_CLIENTS = 400
 
 
@@ -94,6 +103,7 @@ class SweepPlan:
     pool_batches: int = 24  # distinct batches replayed
     results: Path = Path("results")
     label: str = "sweep"
+    engine: Engine = "native"  # or NVIDIA's perf_analyzer, on the same levels and patches
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
@@ -103,13 +113,36 @@ class SweepPlan:
 
 
 @dataclass(frozen=True)
+class MeasuredLevel:
+    """One level as any engine measured it: its steps.csv row and its requests."""
+
+    level: Level
+    row: dict
+    span: tuple[float, float]
+    stability: Stability
+    records: tuple[RequestRecord, ...] = ()  # none from perf_analyzer (it reports aggregates)
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def native(cls, result: LevelResult) -> MeasuredLevel:
+        return cls(
+            result.level,
+            result.as_row(),
+            result.span,
+            result.stability,
+            result.records,
+            result.warnings,
+        )
+
+
+@dataclass(frozen=True)
 class SweepRun:
     """What one configuration's sweep measured and where it was written."""
 
     configuration: Configuration
     folder: Path
     average_batch: float
-    results: tuple[LevelResult, ...]
+    results: tuple[MeasuredLevel, ...]
 
 
 def run_sweep(
@@ -128,6 +161,7 @@ def run_sweep(
                 f"server metrics: {recording.source.name} every {metrics.interval_s:g} s"
             )
         pools: dict[int, BatchPool] = {}
+        progress = JobProgress(len(plan.configurations) * len(plan.levels) * plan.repeat)
         for config in plan.configurations:
             if config.setting not in pools:
                 hooks.progress(
@@ -135,7 +169,15 @@ def run_sweep(
                 )
                 pools[config.setting] = simulated_pool(config.setting, seed=plan.seed)
             runs.append(
-                _sweep_one(plan, reached.endpoint, config, pools[config.setting], recording, hooks)
+                _sweep_one(
+                    plan,
+                    reached.endpoint,
+                    config,
+                    pools[config.setting],
+                    recording,
+                    hooks,
+                    progress,
+                )
             )
     return runs
 
@@ -170,6 +212,7 @@ def _sweep_one(
     pool: BatchPool,
     metrics: RunMetrics,
     hooks: LevelHooks,
+    progress: JobProgress,
 ) -> SweepRun:
     server_info = check_server(endpoint, config.model)
     sent = pool.sample(plan.pool_batches)
@@ -180,37 +223,50 @@ def _sweep_one(
     if plan.reference_seconds:
         hooks.progress("in-process reference: the model through onnxruntime, between levels")
         reference = InProcessReference(model_bytes(), batches.arrays, plan.reference_seconds)
-    results: list[LevelResult] = []
+    results: list[MeasuredLevel] = []
     hooks.progress(
         f"sweep {config.model}, batch ~{average:.0f} ({config.setting}), {endpoint.protocol}"
+        + (", perf_analyzer" if plan.engine == "perf_analyzer" else "")
     )
     manifest = _manifest(plan, endpoint, config, pool, average, server_info)
-    with RunWriter(plan.results, manifest) as writer:
+    with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
         writer.update(metrics=metrics.info())
+        if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end
+            workdir = Path(owned.enter_context(tempfile.TemporaryDirectory(prefix="sonic-pa-")))
+            data = write_input_data(batches.arrays, workdir / "input.json", round(average))
+
+        def measure(step: int, level: Level) -> MeasuredLevel:
+            if plan.engine == "native":
+                make_client = lambda: InferClient(endpoint, config.model, batches)  # noqa: E731
+                result = measure_level(step, level, make_client, plan.settings, stats, hooks)
+                return MeasuredLevel.native(result)
+            pa = perf_analyzer.measure_level(
+                step, level, endpoint, config.model, round(average), data, plan.settings,
+                stats, workdir,
+            )  # fmt: skip
+            for message in pa.warnings:
+                hooks.warning(message)
+            return MeasuredLevel(level, pa.row, pa.span, pa.stability, (), pa.warnings)
+
         started = time.time()
         try:
             trials = [(trial, level) for trial in range(plan.repeat) for level in plan.levels]
             for step, (trial, level) in enumerate(trials):
+                hooks.progress(progress.line(f"{config.tag} {level.label}"))
                 row: dict = {"trial": trial}
                 if reference is not None:
                     row["reference_inferences_per_s"] = reference.measure()
-                result = measure_level(
-                    step,
-                    level,
-                    lambda: InferClient(endpoint, config.model, batches),
-                    plan.settings,
-                    stats,
-                    hooks,
-                )
-                row.update(result.as_row())
-                row.update(server_series_row(metrics.level(config.model, *result.span)))
+                measured = measure(step, level)
+                row.update(measured.row)
+                row.update(server_series_row(metrics.level(config.model, *measured.span)))
                 writer.append_step(row)
-                records = sorted(result.records, key=lambda r: r.t_send)
+                records = sorted(measured.records, key=lambda r: r.t_send)
                 writer.append_requests(r.row(step) for r in records)
-                for message in result.warnings:
+                for message in measured.warnings:
                     writer.warn(message)
-                results.append(result)
+                results.append(replace(measured, row=row))
+                progress.finished_one()
         finally:
-            answered = sum(sum(1 for r in result.records if r.ok) for result in results)
+            answered = sum(int(r.row.get("requests") or 0) for r in results)
             metrics.record(writer, started, time.time(), answered)
     return SweepRun(config, writer.folder, average, tuple(results))
