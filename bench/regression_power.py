@@ -57,7 +57,15 @@ def verdict(run: Path, baseline: Path) -> Outcome:
     current, base = from_run(run), from_run(baseline)
     if mismatch(current, base):
         return Outcome.CANNOT_JUDGE
-    return overall(compare(current, base, load_thresholds(THRESHOLDS)))
+    verdicts = compare(current, base, load_thresholds(THRESHOLDS))
+    changes = ", ".join(
+        f"{v.metric}@{v.level:g} {v.change:+.1%}{'!' if v.outcome is Outcome.REGRESSION else ''}"
+        for v in verdicts
+        if v.change is not None
+    )
+    outcome = overall(verdicts)
+    print(f"  {run.name}: {outcome.name} ({changes})", flush=True)
+    return outcome
 
 
 @contextlib.contextmanager
