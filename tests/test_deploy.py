@@ -9,16 +9,15 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 from helpers import ROOT
-from locust.argument_parser import get_parser
 
 from sonic_bench.cli import build_parser
-from sonic_bench.loadgen.options import add_arguments
 from sonic_bench.metrics.collect import SERIES
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.triton.install import find_install
@@ -168,15 +167,32 @@ def test_command_lines_parse_with_the_code():
             export = script.split("&&")[0].split()
             assert export[0] == "sonic-bench"
             sonic.parse_args(export[1:])
-    locust = get_parser()
-    add_arguments(locust)
     for deployment in ("locust-master", "locust-worker"):
-        args = _container(objects, deployment, "locust")["args"]
-        parsed = locust.parse_args(args)
-        assert parsed.locustfile.endswith("loadgen/sonic.py")
-        assert (ROOT / "loadgen" / "sonic.py").exists()
-    master = locust.parse_args(_container(objects, "locust-master", "locust")["args"])
-    assert master.host == "http://triton:8000" and master.prometheus_url == "http://prometheus:9090"
+        parsed = _parse_locust(_container(objects, deployment, "locust")["args"])
+        assert parsed["locustfile"].endswith("loadgen/sonic.py")
+    master = _parse_locust(_container(objects, "locust-master", "locust")["args"])
+    assert master["host"] == "http://triton:8000"
+    assert master["prometheus_url"] == "http://prometheus:9090"
+
+
+# Locust's parser with the sonic-bench options, in a process of its own: importing Locust
+# monkey-patches the process for gevent, which the test process must not be.
+PARSE = """
+import json, sys
+from locust.argument_parser import get_parser
+from sonic_bench.loadgen.options import add_arguments
+parser = get_parser()
+add_arguments(parser)
+print(json.dumps(vars(parser.parse_args(json.loads(sys.argv[1]))), default=str))
+"""
+
+
+def _parse_locust(args: list[str]) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE, json.dumps(args)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_the_image_is_set_up_by_the_makefile():

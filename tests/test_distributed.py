@@ -180,8 +180,7 @@ def test_a_run_started_from_the_web_ui_uses_its_fields(calibration_server, tmp_p
         while not list(tmp_path.glob("*/events.csv")):
             assert time.monotonic() < deadline, "the web run recorded no event"
             time.sleep(0.5)
-        with urllib.request.urlopen(f"http://127.0.0.1:{web}/stop", timeout=30):
-            pass
+        _post(f"http://127.0.0.1:{web}/stop", {})
         while not _finished(tmp_path):
             assert time.monotonic() < deadline, "the web run did not finish"
             time.sleep(0.5)

@@ -45,18 +45,18 @@ def _analyze_json(path: Path, tmp_path: Path, capsys) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
+def _calibration_locust(server, results: Path, *extra: str) -> list[str]:
+    """Locust against the zero-compute model, no metrics, events of ~1 s."""
+    calibration = ("--model", MODEL_CALIBRATION, "--metrics", "off", "--other-seconds", "20")
+    return locust_command(server, results, *calibration, *extra)
+
+
 # 1. A Locust run whose server dies is partial, says why, and stops by itself.
 def test_locust_run_whose_server_dies_stops_and_is_partial(tmp_path, capsys):
     server = EmbeddedServer(server_config(models=(MODEL_CALIBRATION,))).start()
-    command = locust_command(
+    command = _calibration_locust(
         server,
         tmp_path,
-        "--model",
-        MODEL_CALIBRATION,
-        "--metrics",
-        "off",
-        "--other-seconds",
-        "20",
         "--staircase",
         "2,2",
         "--step-seconds",
@@ -354,15 +354,9 @@ def test_bad_input_is_one_line_and_exit_2(argv, capsys):
 
 # 10. The first Locust step runs its full hold: set-up time is not taken from it.
 def test_first_locust_step_is_not_shortened_by_set_up(server, tmp_path):
-    command = locust_command(
+    command = _calibration_locust(
         server,
         tmp_path,
-        "--model",
-        MODEL_CALIBRATION,
-        "--metrics",
-        "off",
-        "--other-seconds",
-        "20",
         "--staircase",
         "2",
         "--step-seconds",

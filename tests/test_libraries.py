@@ -89,6 +89,15 @@ def _send(server: EmbeddedServer, requests: int) -> int:
         client.close()
 
 
+def _wait_for_first_scrape(url: str, since: float) -> None:
+    """A counter's first sample is its baseline (for PromQL too): let Prometheus see the
+    idle server before it serves anything."""
+    source, deadline = PrometheusSource(url, 0.5), time.monotonic() + 30
+    while not any(s.metric == "nv_inference_count" for s in source.samples(since, time.time())):
+        assert time.monotonic() < deadline, "Prometheus never scraped the server"
+        time.sleep(0.5)
+
+
 def test_a_server_restart_mid_level_gives_the_right_increase_both_ways():
     """The real fault: Triton restarted on the same ports; its counters start again at
     zero. Read directly and through a real Prometheus, the increase is what was served."""
@@ -101,7 +110,7 @@ def test_a_server_restart_mid_level_gives_the_right_increase_both_ways():
     try:
         start = time.time()
         with EmbeddedServer(config).start() as first:
-            time.sleep(1.5)
+            _wait_for_first_scrape(prometheus.url, start)
             served = _send(first, 30)
             time.sleep(1.5)  # scraped before the stop
         with EmbeddedServer(config).start() as second:
@@ -129,7 +138,8 @@ def test_measured_level_is_unchanged_by_the_parser(server, patches):
     batches = EncodedBatches("grpc", [patches[:8]], shared_memory=False)
     direct = DirectSource(server.metrics_url, interval_s=0.25)
     try:
-        start = time.time()
+        time.sleep(0.6)  # scrapes of the idle server before the level
+        start = time.time() - 0.5
         result = measure_level(
             0,
             Level(concurrency=1),

@@ -84,6 +84,10 @@ def _set_up(environment, **_) -> None:
         gevent.spawn(_flush_forever, environment, state)
     if not isinstance(runner, WorkerRunner):
         runner.register_message(MESSAGE, _on_records)
+    if isinstance(runner, MasterRunner):  # the event does not say which environment
+        environment.events.worker_connect.add_listener(
+            lambda client_id, **_: _worker_joined(environment, client_id)
+        )
 
 
 def _build(environment, state: LoadgenState) -> None:
@@ -219,10 +223,10 @@ def _note_missing_workers(environment, state: LoadgenState) -> None:
             )
 
 
-@events.worker_connect.add_listener
-def _worker_joined(environment, client_id, **_) -> None:
-    if hasattr(environment, ATTRIBUTE) and state_of(environment).recorder is not None:
-        step = state_of(environment).recorder.steps.current
+def _worker_joined(environment, client_id: str) -> None:
+    recorder = state_of(environment).recorder
+    if recorder is not None:
+        step = recorder.steps.current
         where = f"during step {step.index} ({step.users} users)" if step else "late"
         state_of(environment).warn_once(
             f"worker {client_id} joined {where}: users were rebalanced across workers"

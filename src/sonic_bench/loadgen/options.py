@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.loadgen.shape import Staircase
+from sonic_bench.loadgen.staircase import Staircase
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
 from sonic_bench.workload.batching import parse_batch_setting
 from sonic_bench.workload.event import DEFAULT_SEED
@@ -113,7 +113,11 @@ class LoadgenOptions:
         """What decides the load a process sends: recorded per worker, compared with the
         master's."""
         values = asdict(self)
-        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        # As the values arrive from a worker (msgpack): paths as text, tuples as lists.
+        return {
+            k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+            for k, v in values.items()
+        }
 
     def hold_seconds(self, users: int) -> float:
         return self.step_seconds + self.step_seconds_per_user * users

@@ -13,29 +13,10 @@ staircase does). Where the steps actually began is recorded by the step watcher
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from locust import LoadTestShape
 
 SPAWN_RATE = 100.0  # grid jobs start together once their slots are allocated
-
-
-@dataclass(frozen=True)
-class Staircase:
-    users: tuple[int, ...]
-    holds_s: tuple[float, ...]
-
-    def target(self, elapsed_s: float) -> int | None:
-        """Users wanted `elapsed_s` into the run; None once the last step is over."""
-        for users, hold in zip(self.users, self.holds_s, strict=True):
-            if elapsed_s < hold:
-                return users
-            elapsed_s -= hold
-        return None
-
-    @property
-    def duration_s(self) -> float:
-        return sum(self.holds_s)
+DRAIN_S = 60.0  # at most this long for the users to stop after the last step
 
 
 class StaircaseShape(LoadTestShape):
@@ -52,5 +33,13 @@ class StaircaseShape(LoadTestShape):
         if staircase is None:
             parsed = environment.parsed_options
             return parsed.num_users or 1, parsed.spawn_rate or SPAWN_RATE
-        users = staircase.target(self.get_run_time())
-        return None if users is None else (users, SPAWN_RATE)
+        elapsed = self.get_run_time()
+        users = staircase.target(elapsed)
+        if users is not None:
+            return users, SPAWN_RATE
+        # The staircase is over: bring every user home first (they stop between requests
+        # and their workers send their last records), then end the test. Ending at once
+        # would have Locust stop a master's workers only after the run folder is closed.
+        if self.runner.user_count > 0 and elapsed < staircase.duration_s + DRAIN_S:
+            return 0, SPAWN_RATE
+        return None

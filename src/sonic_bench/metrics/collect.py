@@ -78,7 +78,7 @@ class PrometheusSource:
             query,
             start_time=dt.datetime.fromtimestamp(start, dt.UTC),
             end_time=dt.datetime.fromtimestamp(end, dt.UTC),
-            step=f"{self.interval_s:g}s",
+            step=f"{self.interval_s:g}",  # seconds; Prometheus takes no "0.5s"
         )
         for series in result:
             labels = dict(series["metric"])
