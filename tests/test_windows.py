@@ -6,11 +6,18 @@ from sonic_bench.analysis.throughput import saturation
 from sonic_bench.measure.windows import Stability, StabilityRule, WindowStats, assess, window_stats
 
 
-def windows(throughputs, p99s, requests=20, length=1.0):
+def windows(throughputs, latencies, requests=20, length=1.0):
+    """Windows whose p99 and average latency are both `latencies` (what the rule judges)."""
     return [
-        WindowStats(i * length, (i + 1) * length, requests, int(t * length), 0, p)
-        for i, (t, p) in enumerate(zip(throughputs, p99s, strict=True))
+        WindowStats(i * length, (i + 1) * length, requests, int(t * length), 0, p, p)
+        for i, (t, p) in enumerate(zip(throughputs, latencies, strict=True))
     ]
+
+
+def test_a_swinging_p99_with_a_steady_average_is_stable_by_default_not_by_p99():
+    steady = [WindowStats(i, i + 1, 80, 10_000, 0, p99, 20.0) for i, p99 in enumerate((56, 80, 62))]
+    assert assess(steady) is Stability.STABLE  # perf_analyzer's default: average latency
+    assert assess(steady, StabilityRule(latency="p99")) is Stability.UNSTABLE
 
 
 def test_three_agreeing_windows_are_stable():

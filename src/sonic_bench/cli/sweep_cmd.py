@@ -61,6 +61,12 @@ def register(commands) -> None:
         "count_windows); 0: time windows only",
     )
     measure.add_argument("--stability", type=float, default=0.10, help="tolerance (0.10 = 10%%)")
+    measure.add_argument(
+        "--stability-latency",
+        choices=("avg", "p99"),
+        default="avg",
+        help="latency that must agree too: average (perf_analyzer's default) or p99",
+    )
     measure.add_argument("--repeat", type=int, default=1, help="trials of every level")
     measure.add_argument(
         "--reference",
@@ -94,7 +100,7 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
             window_s=args.window,
             warmup_s=args.warmup,
             max_windows=args.max_windows,
-            rule=StabilityRule(tolerance=args.stability),
+            rule=StabilityRule(tolerance=args.stability, latency=args.stability_latency),
             window_requests=args.window_requests,
         ),
         repeat=args.repeat,

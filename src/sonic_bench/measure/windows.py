@@ -1,16 +1,19 @@
 """Measurement windows and the stability rule, as pure functions of request records.
 
 A level is stable when the last `windows` windows agree within `tolerance` on throughput
-and on p99 latency (each within tolerance of their mean), as perf_analyzer decides it.
+and on latency (each within tolerance of their mean; the average latency by default, or
+the p99), as perf_analyzer decides it.
 A window with fewer than `min_requests` completions cannot be judged: the caller
 lengthens the windows instead of averaging noise.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 import numpy as np
 
@@ -26,6 +29,10 @@ class StabilityRule:
     windows: int = 3
     tolerance: float = 0.10
     min_requests: int = 20  # below this a window's throughput is too coarse to judge (1/n)
+    # Which latency must agree besides throughput: the average, as perf_analyzer does
+    # unless given --percentile; a window's p99 of a few dozen answers is its slowest one
+    # or two and swings with them.
+    latency: Literal["avg", "p99"] = "avg"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,10 @@ class WindowStats:
     inferences: int
     errors: int
     p99_ms: float
+    avg_ms: float = math.nan
+
+    def latency_ms(self, which: str) -> float:
+        return self.p99_ms if which == "p99" else self.avg_ms
 
     @property
     def throughput(self) -> float:
@@ -62,6 +73,7 @@ def window_stats(
         inferences=int(batch[good].sum()),
         errors=int((inside & ~ok).sum()),
         p99_ms=float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
+        avg_ms=float(latencies.mean()) if latencies.size else float("nan"),
     )
 
 
@@ -81,6 +93,6 @@ def assess(windows: Sequence[WindowStats], rule: StabilityRule = StabilityRule()
         return Stability.UNSTABLE
     last = judged[-rule.windows :]
     stable = _agree([w.throughput for w in last], rule.tolerance) and _agree(
-        [w.p99_ms for w in last], rule.tolerance
+        [w.latency_ms(rule.latency) for w in last], rule.tolerance
     )
     return Stability.STABLE if stable else Stability.UNSTABLE

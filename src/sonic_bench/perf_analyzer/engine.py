@@ -99,6 +99,8 @@ def command(
         "-f", str(report),
         "--verbose-csv",
     ]  # fmt: skip
+    if settings.rule.latency == "p99":
+        args += ["--percentile", "99"]
     if settings.window_requests:
         args += ["--measurement-mode", "count_windows"]
         args += ["--measurement-request-count", str(settings.window_requests)]
