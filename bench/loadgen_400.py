@@ -27,7 +27,7 @@ from sonic_bench.workload.batching import SMALL_BATCH_SETTING
 from sonic_bench.workload.pool import simulated_pool
 
 
-def locust_rate(server, users: int, seconds: float) -> tuple[float, list[str]]:
+def locust_rate(server, users: int, seconds: float, processes: int = 1) -> tuple[float, list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable,
@@ -62,10 +62,18 @@ def locust_rate(server, users: int, seconds: float) -> tuple[float, list[str]]:
             tmp,
             "--only-summary",
         ]
+        if processes > 1:
+            command += ["--processes", str(processes)]
         subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
         (folder,) = Path(tmp).iterdir()
         run = read_run(folder)
-        return float(run.steps[0]["inferences_per_s"]), list(run.manifest.warnings)
+        step = run.steps[0]
+        print(
+            f"  locust x{processes}: {float(step['requests_per_s']):,.0f} requests/s, "
+            f"{float(step['inferences_per_s']):,.0f} inf/s, "
+            f"client CPU (max per process) {float(step['client_cpu_percent']):.0f}%"
+        )
+        return float(step["inferences_per_s"]), list(run.manifest.warnings)
 
 
 def sweep_rate(server, users: int, seconds: float) -> float:
@@ -88,13 +96,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=1, help="locust --processes N")
     args = parser.parse_args()
     figures = Figures()
     warnings: list[str] = []
     with embedded_server() as server:
 
         def with_locust() -> float:
-            value, messages = locust_rate(server, args.users, args.seconds)
+            value, messages = locust_rate(server, args.users, args.seconds, args.processes)
             warnings.extend(messages)
             return value
 

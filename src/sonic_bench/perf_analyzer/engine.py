@@ -156,12 +156,20 @@ def measure_level(
         ) from None
     ended = time.time()
     output = done.stdout + done.stderr
-    if done.returncode != 0 and UNSTABLE not in output:
-        lines = [line for line in output.splitlines() if "rror" in line] or output.splitlines()
-        raise SonicBenchError(f"{level.label}: perf_analyzer failed: {(lines or ['?'])[-1]}")
-    stability = Stability.STABLE if done.returncode == 0 else Stability.UNSTABLE
+    lines = [line for line in output.splitlines() if "rror" in line] or output.splitlines()
+    last_error = (lines or ["?"])[-1]
+    reported = report.exists() and report.stat().st_size > 0
+    if done.returncode != 0 and UNSTABLE not in output and not reported:
+        raise SonicBenchError(f"{level.label}: perf_analyzer failed: {last_error}")
+    stability = Stability.UNSTABLE if UNSTABLE in output else Stability.STABLE
     row = {"step": step, "concurrency": level.concurrency, "rate": level.rate}
     warnings: list[str] = []
+    if done.returncode != 0 and reported:
+        # It has been seen to fail on its way out (gRPC's poller) after writing the report.
+        warnings.append(
+            f"{level.label}: perf_analyzer exited with {done.returncode} after its report "
+            f"({last_error[-160:]})"
+        )
     if stability is Stability.STABLE:
         (measured,) = read_report(report)
         row.update(to_step(measured, batch_size))
