@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sonic_bench.analysis.throughput import saturation
-from sonic_bench.cli.common import float_list, int_list, print_table, progress
+from sonic_bench.cli.common import float_list, int_list, progress
 from sonic_bench.cli.metrics_options import add_metrics_options, metrics_options
 from sonic_bench.cli.serve_cmd import add_server_options, server_config
-from sonic_bench.measure.level import Level, LevelHooks, MeasurementSettings
-from sonic_bench.measure.windows import Stability, StabilityRule, WindowStats
+from sonic_bench.cli.sweep_output import print_summary, show_window
+from sonic_bench.measure.level import LevelHooks, MeasurementSettings
+from sonic_bench.measure.windows import StabilityRule
 from sonic_bench.runs.sweep import (
     SweepPlan,
-    SweepRun,
     configurations,
     levels,
     run_sweep,
@@ -125,54 +124,13 @@ def target_from(args: argparse.Namespace) -> Target:
     )
 
 
-def _show_window(level: Level, window: WindowStats, stability: Stability) -> None:
-    progress(
-        f"  {level.label}: {window.throughput:,.0f} inf/s, p99 {window.p99_ms:,.1f} ms, "
-        f"{window.requests} requests [{stability.value}]"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     plan = plan_from(args)
     hooks = LevelHooks(
-        on_window=[_show_window],
+        on_window=[show_window],
         on_progress=[progress],
         on_warning=[lambda m: progress(f"warning: {m}")],
     )
     for sweep in run_sweep(plan, target_from(args), metrics_options(args), hooks):
-        _print_summary(sweep)
+        print_summary(sweep)
     return 0
-
-
-def _print_summary(sweep: SweepRun) -> None:
-    config, results = sweep.configuration, sweep.results
-    print(f"\n{config.model}, batch setting {config.setting}:")
-    open_loop = any(r.level.rate is not None for r in results)
-    nan = float("nan")
-    rows = []
-    for r in results:
-        row = r.row
-        cells = [
-            r.level.concurrency if r.level.rate is None else f"{r.level.rate:g}/s",
-            row.get("inferences_per_s", nan),
-            row.get("latency_ms_p50", nan),
-            row.get("latency_ms_p99", nan),
-            (row.get("server_queue_us") or nan) / 1000,
-            (row.get("server_compute_infer_us") or nan) / 1000,
-            row.get("server_batch_avg") or nan,
-            "yes" if r.stability is Stability.STABLE else "NO",
-        ]
-        rows.append([*cells, row.get("send_lag_ms", nan)] if open_loop else cells)
-    headers = ["load", "inf/s", "p50 ms", "p99 ms", "queue ms", "compute ms", "exec batch"]
-    headers += ["stable", "send lag ms"] if open_loop else ["stable"]
-    print_table(headers, rows)
-    closed = [r for r in results if r.level.rate is None]
-    throughputs = [r.row.get("inferences_per_s", nan) for r in closed]
-    sat = saturation([r.level.concurrency for r in closed], throughputs)
-    if sat:
-        print(
-            f"saturation: {sat.max_inferences_per_s:,.0f} inf/s "
-            f"at concurrency {sat.at_concurrency:g}; "
-            f"95% of it from concurrency {sat.knee_concurrency:g}"
-        )
-    print(f"results: {sweep.folder}")
