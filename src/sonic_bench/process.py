@@ -52,6 +52,11 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def last_line(text: str) -> str:
+    """The last non-blank line of a log, for a one-line error."""
+    return ([line for line in text.splitlines() if line.strip()][-1:] or ["(empty log)"])[0]
+
+
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
@@ -154,10 +159,9 @@ class ManagedProcess:
         code = self.process.returncode if self.process else None
         if self.death_reason is not None:
             return self.death_reason(self.log_text(), code)
-        last = [line for line in self.log_text().splitlines() if line.strip()][-1:]
         return (
             f"{self.name} exited during start (code {code}): "
-            f"{(last or ['(empty log)'])[0]} (log: {self.log_path})"
+            f"{last_line(self.log_text())} (log: {self.log_path})"
         )
 
     @property

@@ -8,6 +8,7 @@ from pathlib import Path
 from sonic_bench.cli.common import add_repository, progress
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model.repository import embedded_repository
+from sonic_bench.process import last_line
 from sonic_bench.triton.server import EmbeddedServer, ServerConfig
 
 
@@ -56,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"metrics: {server.metrics_url}")
         print("Ctrl-C stops it.", flush=True)
         code = server.wait()
-        last = server.log_text().strip().splitlines()[-1:] or ["(empty log)"]
-        raise SonicBenchError(f"tritonserver exited with code {code}: {last[0]}")
+        raise SonicBenchError(
+            f"tritonserver exited with code {code}: {last_line(server.log_text())}"
+        )
     except KeyboardInterrupt:
         progress("stopping tritonserver ...")
         return 0

@@ -251,9 +251,9 @@ def _window_end(driver, start: float, end: float, settings: MeasurementSettings,
         return end
     limit = start + max(settings.max_window_s, end - start)
     while True:
-        answered = sorted(r.t_recv for r in driver.log.records() if r.ok and r.t_recv >= start)
+        answered = [r.t_recv for r in driver.log.records() if r.ok and r.t_recv >= start]
         if len(answered) >= needed:
-            return max(end, answered[needed - 1] + 1e-6)
+            return max(end, sorted(answered)[needed - 1] + 1e-6)
         if clock.now() >= limit:
             return clock.now()
         time.sleep(COUNT_POLL_S)

@@ -103,9 +103,9 @@ class PrometheusServer:
 
     def stop(self) -> None:
         if self.managed is not None:
-            self.managed.stop()
+            self.managed.stop()  # removes an owned folder with the rest
             self.managed = None
-        if self.owns_folder:
+        elif self.owns_folder:  # start failed before the process existed
             Leftovers(folders=(self.folder,)).remove()
 
     def __enter__(self) -> PrometheusServer:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import ctypes
 import json
-import math
 import resource
 import shutil
 import signal
@@ -70,10 +69,6 @@ class PerfAnalyzerLevel:
     span: tuple[float, float]
     stability: Stability
     warnings: tuple[str, ...] = ()
-
-    @property
-    def inferences_per_s(self) -> float:
-        return self.row.get("inferences_per_s", math.nan)
 
 
 def command(

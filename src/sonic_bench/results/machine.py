@@ -50,10 +50,6 @@ def _cpu() -> tuple[str, tuple[str, ...]]:
     return model, tuple(sorted(info.get("flags", ())))
 
 
-def cpu_model() -> str:
-    return _cpu()[0]
-
-
 @functools.cache
 def _gpus() -> tuple[tuple[str, ...], str | None]:
     out = _run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
@@ -61,10 +57,6 @@ def _gpus() -> tuple[tuple[str, ...], str | None]:
     names = tuple(r[0].strip() for r in rows)
     driver = rows[0][1].strip() if rows and len(rows[0]) > 1 else None
     return names, driver
-
-
-def gpu_names() -> tuple[str, ...]:
-    return _gpus()[0]
 
 
 def this_machine() -> Machine:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.process import Leftovers, ManagedProcess, http_ok
+from sonic_bench.process import Leftovers, ManagedProcess, http_ok, last_line
 from sonic_bench.triton.install import backend_directory, find_install
 
 # Big enough for a 1693-patch request (15.6 MB) without the stub growing its region per call.
@@ -138,7 +138,7 @@ class EmbeddedServer:
                 raise
             raise SonicBenchError(
                 f"tritonserver not ready after {c.startup_timeout_s:.0f} s "
-                f"(last log line: {self._last_line(self.managed.log_text())}); "
+                f"(last log line: {last_line(self.managed.log_text())}); "
                 "raise --startup-timeout"
             ) from None
         return self
@@ -146,10 +146,6 @@ class EmbeddedServer:
     def _log_hint(self) -> str:
         """Where the log is, when it outlives the server (a temp folder does not)."""
         return f" (log: {self.log_path})" if self.temp_folder is None else ""
-
-    @staticmethod
-    def _last_line(log: str) -> str:
-        return ([line for line in log.splitlines() if line.strip()][-1:] or ["(empty log)"])[0]
 
     def log_text(self) -> str:
         try:
@@ -162,7 +158,7 @@ class EmbeddedServer:
         if failures:
             name, reason = failures[0].groups()
             return f"model '{name}' failed to load: {reason.strip()}{self._log_hint()}"
-        last = self._last_line(log)
+        last = last_line(log)
         return f"tritonserver exited during start (code {code}): {last}{self._log_hint()}"
 
     def wait(self) -> int:
@@ -173,9 +169,10 @@ class EmbeddedServer:
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the server and every process of its session (the backend stubs)."""
         if self.managed is not None:
-            self.managed.stop(timeout_s)
+            self.managed.stop(timeout_s)  # removes the temp folder with the rest
             self.managed = None
-        self._remove_temp()
+        else:
+            self._remove_temp()
 
     def _remove_temp(self) -> None:
         Leftovers(folders=(self.temp_folder,) if self.temp_folder else ()).remove()
