@@ -58,15 +58,15 @@ def harness(
     model: str = MODEL_CALIBRATION,
 ) -> float:
     """Inferences/s that the sweep's own measurement reports for one level."""
-    encoded = EncodedBatches(endpoint.protocol, [batch], endpoint.shared_memory)
     settings = MeasurementSettings(window_s=seconds / 3, warmup_s=0.5, max_windows=3)
-    result = measure_level(
-        0,
-        Level(concurrency=concurrency),
-        lambda: InferClient(endpoint, model, encoded),
-        settings,
-        None,
-    )
+    with EncodedBatches(endpoint.protocol, [batch], endpoint.shared_memory) as encoded:
+        result = measure_level(
+            0,
+            Level(concurrency=concurrency),
+            lambda: InferClient(endpoint, model, encoded),
+            settings,
+            None,
+        )
     return result.inferences_per_s
 
 

@@ -109,8 +109,9 @@ def _children_named(root: psutil.Process, *names: str) -> list[psutil.Process]:
     return [p for p in root.children(recursive=True) if p.name() in names]
 
 
-# 3, 4, 11. SIGKILL of the harness: server, stubs, Prometheus, shared memory and temp
-# folders go with it; the run left `running` is reported as interrupted.
+# 3, 4, 11. SIGKILL of the harness: server, stubs, Prometheus, shared memory (the
+# server's and the harness's own) and temp folders go with it; the run left `running` is
+# reported as interrupted.
 def test_sigkill_of_the_harness_leaves_nothing_behind(tmp_path, capsys):
     before_tmp = set(Path("/tmp").glob("sonic-*"))
     http, grpc, metrics, prometheus = (free_port() for _ in range(4))
@@ -120,6 +121,7 @@ def test_sigkill_of_the_harness_leaves_nothing_behind(tmp_path, capsys):
         "--calibration",
         "--batch",
         "small",
+        "--shared-memory",  # the harness's own regions, besides the server's
         "--concurrency",
         "1-64",  # seven levels: the harness is killed after the first
         "--window",
@@ -151,9 +153,11 @@ def test_sigkill_of_the_harness_leaves_nothing_behind(tmp_path, capsys):
         owned = [p for p in children if p.name() in SERVERS]
         assert {p.name() for p in owned} >= {"tritonserver", "prometheus"}
         reapers = [p for p in children if "sonic_bench.reaper" in " ".join(p.cmdline())]
-        assert len(reapers) == 2
+        assert len(reapers) == 3  # tritonserver, Prometheus, the harness's own regions
         regions = list(SHM_FOLDER.glob(f"sonic-triton-{harness.pid}-*"))
-        assert regions
+        own_regions = list(SHM_FOLDER.glob(f"sonic-shm-{harness.pid}-*"))
+        assert regions and len(own_regions) >= 2  # the inputs and a worker's outputs
+        regions += own_regions
         os.kill(harness.pid, signal.SIGKILL)
         harness.wait()
         _, alive = psutil.wait_procs(owned + reapers, timeout=30)

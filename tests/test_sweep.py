@@ -16,36 +16,57 @@ from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.results.store import read_run
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
+from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, InferError
 from sonic_bench.triton.server import EmbeddedServer
 from sonic_bench.triton.stats import StatsReader
 
 QUICK = MeasurementSettings(window_s=0.5, warmup_s=0.2, max_windows=3)
 
 
-def _client_factory(server, model, pool, protocol="grpc", shared_memory=False):
-    url = server.grpc_url if protocol == "grpc" else server.http_url
-    endpoint = Endpoint(url, protocol, shared_memory=shared_memory)
-    batches = EncodedBatches(protocol, [b.patches for b in pool.batches[:4]], shared_memory)
+def _client_factory(server, model, pool):
+    endpoint = Endpoint(server.grpc_url)
+    batches = EncodedBatches("grpc", [b.patches for b in pool.batches[:4]], False)
     return endpoint, (lambda: InferClient(endpoint, model, batches))
 
 
 @pytest.mark.parametrize(
-    ("protocol", "shared_memory"), [("grpc", False), ("http", False), ("grpc", True)]
+    ("protocol", "shared_memory"),
+    [("grpc", False), ("http", False), ("grpc", True), ("http", True)],
 )
 def test_recorded_inferences_equal_tritons_own_counter(server, small_pool, protocol, shared_memory):
-    endpoint, make_client = _client_factory(
-        server, MODEL_CALIBRATION, small_pool, protocol, shared_memory
-    )
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    endpoint = Endpoint(url, protocol, shared_memory=shared_memory)
+    arrays = [b.patches for b in small_pool.batches[:4]]
     before = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
-    result = measure_level(
-        0, Level(concurrency=4), make_client, QUICK, StatsReader(endpoint, MODEL_CALIBRATION)
-    )
+    with EncodedBatches(protocol, arrays, shared_memory) as batches:
+        result = measure_level(
+            0,
+            Level(concurrency=4),
+            lambda: InferClient(endpoint, MODEL_CALIBRATION, batches),
+            QUICK,
+            StatsReader(endpoint, MODEL_CALIBRATION),
+        )
     after = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
     recorded = sum(r.batch_size for r in result.records if r.ok)
     assert recorded > 0 and all(r.ok for r in result.records)
     assert after - before == recorded
     assert result.server_level.inference_count == recorded
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_refused_request_says_what_triton_said(server, protocol):
+    """Requests go out pre-serialized on both transports; Triton's own reason for a
+    refusal still reaches the user, and the connection serves the next request."""
+    wrong, right = np.zeros((2, 10, 10, 1), np.float32), np.zeros((3, 48, 48, 1), np.float32)
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    batches = EncodedBatches(protocol, [wrong, right], shared_memory=False)
+    client = InferClient(Endpoint(url, protocol), MODEL_CALIBRATION, batches)
+    try:
+        with pytest.raises(InferError, match="unexpected shape for input 'main_input'"):
+            client.infer(0)
+        assert client.infer(1) == 3
+    finally:
+        client.close()
 
 
 def test_level_row_has_server_side_times(server, small_pool):

@@ -204,6 +204,28 @@ def _signal_group(group: int, sig: signal.Signals) -> None:
         os.killpg(group, sig)
 
 
+class LeftoversGuard:
+    """What the harness itself leaves (client-side shared-memory regions): removed at
+    `close()`, or by a reaper of its own should the harness be killed first."""
+
+    def __init__(self, leftovers: Leftovers):
+        self.leftovers = leftovers
+        self._reaper, self._lifeline = _start_reaper(NO_GROUP, leftovers)
+
+    def close(self) -> None:
+        self.leftovers.remove()
+        if self._lifeline is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._lifeline, DONE)
+            os.close(self._lifeline)
+            self._lifeline = None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._reaper.wait(timeout=5)
+
+
+NO_GROUP = 0  # a reaper with no process group to end, only leftovers to remove
+
+
 def _start_reaper(group: int, leftovers: Leftovers) -> tuple[subprocess.Popen[bytes], int]:
     """Start the reaper of `group`; returns it and the pipe end that keeps it waiting."""
     read_end, write_end = os.pipe()

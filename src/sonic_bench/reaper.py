@@ -1,6 +1,7 @@
 """The reaper of one server (see sonic_bench.process): waits on its standard input, a
 pipe from the harness; at EOF without "done" the harness died, so it ends the server's
-process group and removes what the server left behind.
+process group and removes what the server left behind. With `--group 0` it only removes
+leftovers (the harness's own shared-memory regions).
 
     python -m sonic_bench.reaper --group PGID [--folder DIR]... [--shm-prefix NAME]...
 """
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from sonic_bench.process import DONE, Leftovers
+from sonic_bench.process import DONE, NO_GROUP, Leftovers
 
 GRACE_S = 5.0
 
@@ -29,6 +30,9 @@ def _alive(group: int) -> bool:
 
 
 def reap(group: int, leftovers: Leftovers) -> None:
+    if group == NO_GROUP:
+        leftovers.remove()
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S

@@ -230,6 +230,7 @@ def _sweep_one(
     )
     manifest = _manifest(plan, endpoint, config, pool, average, server_info)
     with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
+        owned.enter_context(batches)  # its shared-memory regions, if any, go at the end
         writer.update(metrics=metrics.info())
         if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end
             workdir = Path(owned.enter_context(tempfile.TemporaryDirectory(prefix="sonic-pa-")))

@@ -1,14 +1,16 @@
-"""Sending EmTrackMichelId requests through tritonclient: gRPC, HTTP or system shared memory.
+"""Sending EmTrackMichelId requests: gRPC, HTTP or system shared memory.
 
-One `InferClient` per worker (tritonclient clients are not shared between threads).
-Inputs are encoded once per batch and reused, so that the harness spends its time in
-the transport, not in re-encoding the same patches (perf_analyzer does the same).
+One `InferClient` per worker (connections are not shared between threads). Requests are
+prepared once per batch and reused, so that the harness spends its time in the
+transport, not in re-encoding the same patches (perf_analyzer does the same).
+tritonclient stays the client for everything else (health, metadata, statistics,
+shared-memory registration).
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,16 +19,22 @@ import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
+from sonic_bench.model.emtrackmichel import MICHEL_OUTPUT, TRACK_EM_OUTPUT
 from sonic_bench.triton.grpc_raw import RawInferChannel, serialized_requests
+from sonic_bench.triton.http_raw import (
+    HttpInferError,
+    RawHttpConnection,
+    RequestBody,
+    request_bodies,
+)
+from sonic_bench.triton.shared_memory import SharedInputs, WorkerOutputs
 
 Protocol = Literal["grpc", "http"]
 OUTPUTS = ((TRACK_EM_OUTPUT, 3), (MICHEL_OUTPUT, 1))
-FLOAT_BYTES = 4
+OUTPUT_NAMES = tuple(name for name, _ in OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -108,58 +116,89 @@ def _short(error: Exception) -> str:
 
 
 class EncodedBatches:
-    """The request batches, encoded once and shared read-only by every worker."""
+    """The request batches, prepared once and shared read-only by every worker: each
+    protocol's serialized requests are built the first time a client asks for them."""
 
     def __init__(self, protocol: Protocol, batches: Sequence[np.ndarray], shared_memory: bool):
         self.module = grpcclient if protocol == "grpc" else httpclient
         self.arrays = list(batches)
         self.sizes = [len(b) for b in batches]
-        # With shared memory the patches are written into the region per request instead.
-        self.inputs = None if shared_memory else [self._encode(b) for b in batches]
-        self.outputs = self._requested_outputs()
+        self.shared_memory = shared_memory
         self._serialized: dict[str, list[bytes]] = {}
+        self._bodies: list[RequestBody] | None = None
+        self._shared: SharedInputs | None = None
+        self._lock = threading.Lock()  # workers start together; build each once
 
     def serialized(self, model: str) -> list[bytes]:
         """gRPC: the ModelInferRequest of every batch for `model`, serialized once."""
-        if model not in self._serialized:
-            names = [name for name, _ in OUTPUTS]
-            self._serialized[model] = serialized_requests(model, self.arrays, names)
-        return self._serialized[model]
+        with self._lock:
+            if model not in self._serialized:
+                self._serialized[model] = serialized_requests(model, self.arrays, OUTPUT_NAMES)
+            return self._serialized[model]
+
+    def bodies(self) -> list[RequestBody]:
+        """HTTP: the infer request body of every batch (JSON header + binary), built once."""
+        with self._lock:
+            if self._bodies is None:
+                self._bodies = request_bodies(self.arrays, OUTPUT_NAMES)
+            return self._bodies
+
+    def shared_inputs(self, endpoint: Endpoint) -> SharedInputs:
+        """System shared memory: every batch written once into a region on this machine,
+        registered with the server; removed by `close()`."""
+        with self._lock:
+            if self._shared is None:
+                self._shared = SharedInputs(admin_client(endpoint), self.arrays)
+            return self._shared
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
+
+    def __enter__(self) -> EncodedBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return len(self.arrays)
 
-    def _encode(self, batch: np.ndarray):
-        tensor = self.module.InferInput(INPUT_NAME, list(batch.shape), "FP32")
-        if self.module is httpclient:
-            tensor.set_data_from_numpy(batch, binary_data=True)
-        else:
-            tensor.set_data_from_numpy(batch)
-        return tensor
-
-    def _requested_outputs(self):
-        if self.module is grpcclient:
-            return [grpcclient.InferRequestedOutput(name) for name, _ in OUTPUTS]
-        return [httpclient.InferRequestedOutput(name, binary_data=True) for name, _ in OUTPUTS]
-
 
 class InferClient:
-    """One worker's connection: infer(batch_index) sends that batch and waits."""
+    """One worker's connection: infer(batch_index) sends that batch and waits.
+
+    Without shared memory the requests are prepared once and sent as bytes on a
+    connection of the worker's own (`grpc_raw`, `http_raw`); with shared memory the
+    inputs are written once into a region (`shared_memory`) and each request, sent
+    through tritonclient, names its batch's offset and the worker's output region."""
 
     def __init__(self, endpoint: Endpoint, model: str, batches: EncodedBatches):
         self.endpoint = endpoint
         self.model = model
         self.batches = batches
         self._grpc = endpoint.protocol == "grpc"
-        self._client = _grpc_client(endpoint) if self._grpc else _http_client(endpoint)
-        self._shm: _SharedMemory | None = None
+        self._client = None
+        self._shm: WorkerOutputs | None = None
         self._raw: RawInferChannel | None = None
+        self._http: RawHttpConnection | None = None
         if endpoint.shared_memory:
-            self._shm = _SharedMemory(self._client, max(batches.sizes))
+            self._client = _grpc_client(endpoint) if self._grpc else _http_client(endpoint)
+            self._inputs = batches.shared_inputs(endpoint)
+            self._shm = WorkerOutputs(
+                self._client, self._inputs.prefix, OUTPUTS, max(batches.sizes)
+            )
         elif self._grpc:
             self._requests = batches.serialized(model)
             self._raw = RawInferChannel(
                 endpoint.url, endpoint.ssl, endpoint.headers, endpoint.timeout_s
+            )
+        else:
+            self._bodies = batches.bodies()
+            self._http = RawHttpConnection(
+                endpoint.url, model, endpoint.ssl, endpoint.headers, endpoint.timeout_s
             )
 
     def infer(self, index: int) -> int:
@@ -169,89 +208,40 @@ class InferClient:
                 response = self._raw.infer(self._requests[index])
                 if len(response.raw_output_contents) != len(OUTPUTS):
                     raise InferError("response has no output tensor")
-                return self.batches.sizes[index]
-            if self._shm is not None:
-                batch = self.batches.arrays[index]
-                inputs, outputs = self._shm.prepare(self.batches.module, batch)
+            elif self._http is not None:
+                self._http.infer(self._bodies[index], len(OUTPUTS))
             else:
-                inputs, outputs = [self.batches.inputs[index]], self.batches.outputs
-            # A server that hangs must not hang the harness: bounded like a real client.
-            timeout = {"client_timeout": self.endpoint.timeout_s} if self._grpc else {}
-            result = self._client.infer(
-                self.model,
-                inputs,
-                outputs=outputs,
-                headers=self.endpoint.headers or None,
-                **timeout,
-            )
-            if self._shm is not None:
-                self._shm.read_outputs(self.batches.sizes[index])
-            elif result.as_numpy(TRACK_EM_OUTPUT) is None:
-                raise InferError("response has no output tensor")
+                self._infer_shared_memory(index)
         except InferenceServerException as e:
             raise InferError(_short(e)) from None
         except InferError:
             raise
+        except HttpInferError as e:
+            raise InferError(_short(e)) from None
         except grpc.RpcError as e:
             raise InferError(f"{e.code().name}: {_short_details(e)}") from None
         except Exception as e:  # socket and gRPC transport errors
             raise InferError(f"{type(e).__name__}: {_short(e)}") from None
         return self.batches.sizes[index]
 
-    def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-        if self._shm is not None:
-            self._shm.close()
-        with contextlib.suppress(Exception):  # a broken connection must not hide the real error
-            self._client.close()
-
-
-class _SharedMemory:
-    """System shared memory for one worker's input and outputs on a local server.
-
-    The input is rewritten on every request, as a real client would write new patches.
-    """
-
-    def __init__(self, client, max_batch: int):
-        tag = uuid.uuid4().hex[:12]
-        self.client = client
-        self.names = {"input": f"sonic_in_{tag}", "output": f"sonic_out_{tag}"}
-        self.input_bytes = max_batch * 48 * 48 * FLOAT_BYTES
-        self.output_bytes = max_batch * 4 * FLOAT_BYTES
-        self.handles = {
-            "input": shm.create_shared_memory_region(
-                self.names["input"], "/" + self.names["input"], self.input_bytes
-            ),
-            "output": shm.create_shared_memory_region(
-                self.names["output"], "/" + self.names["output"], self.output_bytes
-            ),
-        }
-        client.register_system_shared_memory(
-            self.names["input"], "/" + self.names["input"], self.input_bytes
+    def _infer_shared_memory(self, index: int) -> None:
+        module, size = self.batches.module, self.batches.sizes[index]
+        # A server that hangs must not hang the harness: bounded like a real client.
+        timeout = {"client_timeout": self.endpoint.timeout_s} if self._grpc else {}
+        self._client.infer(
+            self.model,
+            [self._inputs.input(module, index)],
+            outputs=self._shm.requested(module, size),
+            headers=self.endpoint.headers or None,
+            **timeout,
         )
-        client.register_system_shared_memory(
-            self.names["output"], "/" + self.names["output"], self.output_bytes
-        )
-
-    def prepare(self, module, batch: np.ndarray):
-        shm.set_shared_memory_region(self.handles["input"], [batch])
-        tensor = module.InferInput(INPUT_NAME, list(batch.shape), "FP32")
-        tensor.set_shared_memory(self.names["input"], batch.nbytes)
-        outputs, offset = [], 0
-        for name, width in OUTPUTS:
-            size = len(batch) * width * FLOAT_BYTES
-            output = module.InferRequestedOutput(name)
-            output.set_shared_memory(self.names["output"], size, offset=offset)
-            outputs.append(output)
-            offset += size
-        return [tensor], outputs
-
-    def read_outputs(self, n: int) -> np.ndarray:
-        return shm.get_contents_as_numpy(self.handles["output"], np.float32, [n, 3])
+        self._shm.first_output(size)
 
     def close(self) -> None:
-        for role, handle in self.handles.items():
-            with contextlib.suppress(Exception):  # the server may be gone; free the region anyway
-                self.client.unregister_system_shared_memory(self.names[role])
-            shm.destroy_shared_memory_region(handle)
+        for connection in (self._raw, self._http, self._shm):
+            if connection is not None:
+                with contextlib.suppress(Exception):  # a broken one must not hide the error
+                    connection.close()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
