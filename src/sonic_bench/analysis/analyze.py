@@ -7,10 +7,17 @@ write_report(output / "report.md", ...)   # through write_outputs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sonic_bench.analysis.plots import module_time_plot, server_series_plot, throughput_plot
+from sonic_bench.analysis.prediction import (
+    JobPlan,
+    Prediction,
+    capacity_from_steps,
+    matching_sweep,
+    predict,
+)
 from sonic_bench.analysis.report import write_report
 from sonic_bench.analysis.runs import LoadedRun, SkippedRun, find_runs, load_run
 from sonic_bench.analysis.summary import (
@@ -70,10 +77,55 @@ def analyze(paths: list[Path]) -> Analysis:
     loadgens = []
     for r in of_kind["loadgen"]:
         try:
-            loadgens.append(summarize_loadgen(r, baselines))
+            loadgens.append(summarize_loadgen(r, baselines, of_kind["sweep"]))
         except (SkippedRun, ValueError) as e:
             skipped.append(f"{r.folder}: {e}" if isinstance(e, ValueError) else str(e))
     return Analysis(baselines, sweeps, loadgens, skipped)
+
+
+@dataclass(frozen=True)
+class PlannedJobs:
+    """The Locust settings of a planned run (`locust -f loadgen/sonic.py` options)."""
+
+    model: str
+    batch_setting: int
+    protocol: str = "http"
+    event_scale: float = 0.02
+    other_full_s: float = 110.0
+    preprocess_full_s: float = 7.0
+
+
+def predict_from_runs(paths: list[Path], jobs: PlannedJobs) -> Prediction:
+    """Predict a planned Locust run's knee from the sweep and baseline under `paths`."""
+    runs, skipped = _load_all(paths)
+    sweeps = [r for r in runs if r.kind == "sweep"]
+    sweep = matching_sweep(sweeps, jobs.model, jobs.batch_setting, jobs.protocol)
+    if sweep is None:
+        found = sorted(
+            {f"{r.manifest.server.model} b{r.manifest.workload.batch_size_setting}" for r in sweeps}
+        )
+        raise SonicBenchError(
+            f"no sweep of {jobs.model} at batch setting {jobs.batch_setting} under "
+            f"{', '.join(map(str, paths))} (found: {', '.join(found) or 'none'}); measure one "
+            f"with `sonic-bench sweep --batch {jobs.batch_setting}` or pick --model/--batch-size"
+        )
+    baselines = [summarize_baseline(r) for r in runs if r.kind == "baseline"]
+    baseline = baselines[-1] if baselines else None
+    capacity = capacity_from_steps(sweep.steps, sweep.manifest)
+    plan = JobPlan.planned(
+        capacity.avg_batch,
+        capacity.event_patches,
+        jobs.event_scale,
+        jobs.other_full_s,
+        jobs.preprocess_full_s,
+        jobs.protocol,
+    )
+    single = baseline.inferences_per_s(1, capacity.avg_batch) if baseline else None
+    prediction = predict(capacity, plan, single, baseline.run_id if single else None)
+    extra = [f"skipped: {reason}" for reason in skipped]
+    if baseline is None or single is None:
+        extra.append("no baseline run with one thread: speedups cannot be predicted")
+    return replace(prediction, warnings=(*prediction.warnings, *extra))
 
 
 def plots(analysis: Analysis, output: Path) -> dict[str, Path]:

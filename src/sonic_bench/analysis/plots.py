@@ -34,11 +34,18 @@ def module_time_plot(summaries: list[LoadgenSummary], path: Path) -> Path:
             knee = f"knee {result.n_sat:.0f} [{result.n_sat_low:.0f}, {result.n_sat_high:.0f}]"
             ax.plot(n, model, "--", color=colour, label=f"fit: {knee}")
             ax.axvspan(result.n_sat_low, result.n_sat_high, color=colour, alpha=0.08)
+        if summary.prediction is not None:
+            p = summary.prediction
+            n = np.geomspace(levels.users.min(), levels.users.max(), 200)
+            knee = f"knee {p.n_sat.value:.0f} [{p.n_sat.low:.0f}, {p.n_sat.high:.0f}]"
+            ax.plot(n, p.module_time(n), ":", lw=2, color=colour, label=f"predicted: {knee}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("simultaneous CPU processes (Locust users)")
     ax.set_ylabel("EmTrackMichelId module time per event (s)")
-    ax.set_title("Module time against clients, with the latency model's fit")
+    ax.set_title(
+        "Module time against clients: the latency model fitted (dashed), predicted (dotted)"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

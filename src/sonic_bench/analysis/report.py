@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sonic_bench.analysis.summary import BaselineSummary, LoadgenSummary, StoryRow, SweepSummary
+from sonic_bench.analysis.throughput import BudgetAnswer
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -24,6 +25,20 @@ def baseline_rows(b: BaselineSummary):
         (int(r.threads), r.batch_size, r.inferences_per_s, r.seconds_per_55k)
         for r in b.table.itertuples()
     ]
+
+
+def budget_line(answer: BudgetAnswer) -> str:
+    if answer.concurrency is None:
+        return f"p99 budget {answer.budget_ms:g} ms: even the lowest level exceeds it"
+    return (
+        f"p99 budget {answer.budget_ms:g} ms: at most concurrency {answer.concurrency:g}, "
+        f"{answer.inferences_per_s:,.0f} inf/s (p99 {answer.p99_ms:,.1f} ms)"
+    )
+
+
+def sweep_notes(s: SweepSummary) -> list[str]:
+    """What to say under the sweeps' table: a budget search's answer, then warnings."""
+    return ([budget_line(s.budget)] if s.budget else []) + list(s.warnings)
 
 
 def sweep_rows(sweeps: list[SweepSummary]):
@@ -116,6 +131,82 @@ def loadgen_rows(runs: list[LoadgenSummary]):
     return rows
 
 
+PREDICTION_HEADERS = (
+    "run",
+    "quantity",
+    "predicted [interval]",
+    "measured [95% CI]",
+    "measured / predicted",
+)
+
+
+def prediction_rows(runs: list[LoadgenSummary]):
+    """Predicted (from the sweep and baseline) against measured, side by side."""
+    rows = []
+    for s in runs:
+        p, r = s.prediction, s.saturation
+        if p is None:
+            continue
+        ratios = s.measured_over_predicted()
+        if r is not None and r.saturated:
+            knee = f"{r.n_sat:.1f} [{r.n_sat_low:.1f}, {r.n_sat_high:.1f}]"
+        else:
+            knee = f"not saturated (> {r.n_sat_low:.0f})" if r else "-"
+        measured_flat = r.flat_module_s if r else None
+        measured_slope = r.slope_s_per_client if r and r.saturated else None
+        rows += [
+            (
+                s.run.run_id,
+                "N_sat (jobs per server)",
+                f"{p.n_sat.value:.1f} [{p.n_sat.low:.1f}, {p.n_sat.high:.1f}]",
+                knee,
+                ratios.get("n_sat"),
+            ),
+            (
+                "",
+                "N_sat, Eq. 5 asymptote (robust fit)",
+                f"{p.n_sat.value:.1f}",
+                r.robust_n_sat if r else None,
+                ratios.get("robust_n_sat"),
+            ),
+            (
+                "",
+                "flat module time (s)",
+                p.flat_module_s,
+                measured_flat,
+                ratios.get("flat_module_s"),
+            ),
+            (
+                "",
+                "slope (s per added job)",
+                p.slope_s_per_client,
+                measured_slope,
+                ratios.get("slope_s_per_client"),
+            ),
+        ]
+    return rows
+
+
+def prediction_inputs(s: LoadgenSummary) -> str:
+    p = s.prediction
+    c = p.capacity
+    text = (
+        f"{s.run.run_id}: predicted from sweep {c.run_id} ({c.protocol}): "
+        f"{c.inferences_per_s.value:,.0f} inf/s saturated, one request alone "
+        f"{c.request_latency_s.value * 1000:.1f} ms; per event {p.plan.requests:g} requests, "
+        f"other work {p.plan.other_s:.3g} s, preprocessing {p.plan.preprocess_s:.3g} s"
+    )
+    check = s.capacity_check()
+    if check:
+        text += (
+            f". During the run the server served at most "
+            f"{check['served_max_inferences_per_s']:,.0f} inf/s "
+            f"({check['ratio_to_sweep']:.2f} of the sweep's); at that throughput the model "
+            f"puts the knee at {check['n_sat_at_served']:.1f}"
+        )
+    return text
+
+
 LEVEL_HEADERS = (
     "users",
     "events",
@@ -193,7 +284,7 @@ def write_report(
         parts += ["## Standalone sweeps", "", _table(SWEEP_HEADERS, sweep_rows(sweeps)), ""]
         if "throughput" in images:
             parts += [f"![throughput and latency]({images['throughput'].name})", ""]
-        notes = [f"- {s.run.run_id}: {note}" for s in sweeps for note in s.warnings]
+        notes = [f"- {s.run.run_id}: {note}" for s in sweeps for note in sweep_notes(s)]
         parts += [*notes, ""] if notes else []
     if loadgens:
         parts += [
@@ -205,6 +296,25 @@ def write_report(
             "model (Eq. 5) makes it 1.",
             "",
         ]
+        predicted = prediction_rows(loadgens)
+        if predicted:
+            parts += [
+                "### Predicted before, measured after",
+                "",
+                "The paper's model (Eqs. 2-5) fed with the sweep's saturated throughput and "
+                "unloaded request latency and the jobs' settings, against the staircase's fit.",
+                "",
+                _table(PREDICTION_HEADERS, predicted),
+                "",
+                *(f"- {prediction_inputs(s)}" for s in loadgens if s.prediction),
+                *(
+                    f"- {s.run.run_id}: prediction: {w}"
+                    for s in loadgens
+                    if s.prediction
+                    for w in s.prediction.warnings
+                ),
+                "",
+            ]
         if "module_time" in images:
             parts += [f"![module time against clients]({images['module_time'].name})", ""]
         for s in loadgens:

@@ -7,9 +7,21 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from sonic_bench.analysis.prediction import (
+    JobPlan,
+    Prediction,
+    capacity_from_steps,
+    matching_sweep,
+    predict,
+)
 from sonic_bench.analysis.runs import LoadedRun, SkippedRun, request_latency_percentiles
 from sonic_bench.analysis.saturation_fit import SaturationResult, analyse_saturation
-from sonic_bench.analysis.throughput import Saturation, saturation
+from sonic_bench.analysis.throughput import (
+    BudgetAnswer,
+    Saturation,
+    saturation,
+    within_budget,
+)
 from sonic_bench.results.machine import differences
 from sonic_bench.results.schema import Manifest
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
@@ -45,6 +57,7 @@ class SweepSummary:
     saturation: Saturation | None
     baseline_ratio: float | None = None
     warnings: tuple[str, ...] = ()
+    budget: BudgetAnswer | None = None  # a --latency-budget sweep's answer
 
     @property
     def label(self) -> str:
@@ -63,12 +76,45 @@ class LoadgenSummary:
     saturation: SaturationResult | None
     speedup: Speedup | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    prediction: Prediction | None = None  # from the sweep (and baseline) it came from
 
     @property
     def label(self) -> str:
         m = self.run.manifest
         db = "db on" if m.server.dynamic_batching else "db off"
         return f"batch {m.workload.avg_batch_size:.0f}, {db}, scale {m.workload.event_scale:g}"
+
+    @property
+    def served_max_inferences_per_s(self) -> float | None:
+        """The most the server served in any of the run's levels (all users together)."""
+        served = pd.to_numeric(self.run.steps.get("inferences_per_s"), errors="coerce")
+        return float(served.max()) if served is not None and served.notna().any() else None
+
+    def capacity_check(self) -> dict[str, float] | None:
+        """Did the server give the jobs the throughput the sweep measured? The knee
+        scales with it (N_sat = X t_ideal / P), so the model is asked again with the
+        throughput the run saw."""
+        served, p = self.served_max_inferences_per_s, self.prediction
+        if served is None or p is None:
+            return None
+        return {
+            "served_max_inferences_per_s": served,
+            "ratio_to_sweep": served / p.capacity.inferences_per_s.value,
+            "n_sat_at_served": p.n_sat_at(served),
+        }
+
+    def measured_over_predicted(self) -> dict[str, float | None]:
+        """Measured knee, flat module time and slope as ratios to the prediction."""
+        p, r = self.prediction, self.saturation
+        if p is None or r is None:
+            return {}
+        pairs = {
+            "n_sat": (r.n_sat if r.saturated else None, p.n_sat.value),
+            "robust_n_sat": (r.robust_n_sat, p.n_sat.value),
+            "flat_module_s": (r.flat_module_s, p.flat_module_s),
+            "slope_s_per_client": (r.slope_s_per_client, p.slope_s_per_client),
+        }
+        return {k: (m / q if m is not None and q else None) for k, (m, q) in pairs.items()}
 
 
 def summarize_baseline(run: LoadedRun) -> BaselineSummary:
@@ -93,7 +139,19 @@ def summarize_sweep(run: LoadedRun, baselines: list[BaselineSummary]) -> SweepSu
         reference = baselines[-1].inferences_per_s(None, run.manifest.workload.avg_batch_size)
         ratio = sat.max_inferences_per_s / reference if reference else None
         warnings += set_up_differences(run, baselines[-1])
-    return SweepSummary(run, sat, ratio, tuple(warnings))
+    return SweepSummary(run, sat, ratio, tuple(warnings), _budget(run, closed))
+
+
+def _budget(run: LoadedRun, closed: pd.DataFrame) -> BudgetAnswer | None:
+    budget = run.manifest.load.parameters.get("latency_budget_ms")
+    if budget is None:
+        return None
+    return within_budget(
+        list(closed.concurrency),
+        list(closed.latency_ms_p99.fillna(math.inf)),
+        list(closed.inferences_per_s),
+        float(budget),
+    )
 
 
 def set_up_differences(run: LoadedRun, baseline: BaselineSummary) -> list[str]:
@@ -106,7 +164,9 @@ def set_up_differences(run: LoadedRun, baseline: BaselineSummary) -> list[str]:
     return [f"compared with baseline {baseline.run_id}, which differs in: " + "; ".join(found)]
 
 
-def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> LoadgenSummary:
+def summarize_loadgen(
+    run: LoadedRun, baselines: list[BaselineSummary], sweeps: list[LoadedRun] = ()
+) -> LoadgenSummary:
     events = run.events
     if events is None or events.empty:
         raise SkippedRun(f"{run.folder}: no finished events (events.csv missing or empty)")
@@ -138,7 +198,30 @@ def summarize_loadgen(run: LoadedRun, baselines: list[BaselineSummary]) -> Loadg
     speedup = _speedup(run, baselines, flat, other, preprocess)
     if speedup is not None:
         warnings += set_up_differences(run, baselines[-1])
-    return LoadgenSummary(run, levels, other, preprocess, result, speedup, tuple(warnings))
+    prediction = predicted_for(run, baselines, sweeps)  # its warnings stay its own
+    return LoadgenSummary(
+        run, levels, other, preprocess, result, speedup, tuple(warnings), prediction
+    )
+
+
+def predicted_for(
+    run: LoadedRun, baselines: list[BaselineSummary], sweeps: list[LoadedRun]
+) -> Prediction | None:
+    """The paper's model fed with the sweep (and baseline) that match a Locust run."""
+    m = run.manifest
+    if "requests_per_event" not in m.load.parameters:
+        return None  # written by a tool that did not record its jobs' events
+    plan = JobPlan.of_run(m)
+    sweep = matching_sweep(sweeps, m.server.model, m.workload.batch_size_setting, plan.protocol)
+    if sweep is None:
+        return None
+    single = baselines[-1].inferences_per_s(1, m.workload.avg_batch_size) if baselines else None
+    return predict(
+        capacity_from_steps(sweep.steps, sweep.manifest),
+        plan,
+        single,
+        baselines[-1].run_id if single else None,
+    )
 
 
 WARM_UP_FRACTION = 1 / 3
@@ -211,6 +294,8 @@ def to_json(summary) -> dict:
             "knee_concurrency": _finite(sat.knee_concurrency) if sat else None,
             "ratio_to_in_process": _finite(summary.baseline_ratio),
         }
+        if summary.budget is not None:
+            out["latency_budget"] = vars(summary.budget)
         out["warnings"] = list(summary.warnings)
     if isinstance(summary, LoadgenSummary):
         r = summary.saturation
@@ -226,8 +311,39 @@ def to_json(summary) -> dict:
         }
         if summary.speedup:
             out["speedup"] = {"module": summary.speedup.module, "total": summary.speedup.total}
+        if summary.prediction:
+            out["prediction"] = prediction_json(summary.prediction)
+            out["prediction"]["measured_over_predicted"] = summary.measured_over_predicted()
+            out["prediction"]["during_run"] = summary.capacity_check()
         out["warnings"] = list(summary.warnings)
     return out
+
+
+def prediction_json(p: Prediction) -> dict:
+    c = p.capacity
+    return {
+        "n_sat": p.n_sat.value,
+        "n_sat_low": p.n_sat.low,
+        "n_sat_high": p.n_sat.high,
+        "flat_module_s": p.flat_module_s,
+        "slope_s_per_client": p.slope_s_per_client,
+        "t_ideal_s": p.t_ideal_s,
+        "module_speedup": p.module_speedup,
+        "total_speedup": p.total_speedup,
+        "inputs": {
+            "sweep_run": c.run_id,
+            "baseline_run": p.baseline_run,
+            "inferences_per_s": vars(c.inferences_per_s),
+            "request_latency_s": vars(c.request_latency_s),
+            "latency_concurrency": c.latency_concurrency,
+            "protocol": c.protocol,
+            "other_s": p.plan.other_s,
+            "preprocess_s": p.plan.preprocess_s,
+            "requests_per_event": p.plan.requests,
+            "patches_per_event": p.plan.patches,
+        },
+        "warnings": list(p.warnings),
+    }
 
 
 @dataclass(frozen=True)

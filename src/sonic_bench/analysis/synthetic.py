@@ -56,11 +56,21 @@ def loadgen_run(
     seed: int,
     events_per_level: int = 10,
     label: str = "synthetic",
+    requests_per_event: float | None = None,
 ) -> Path:
-    """Module time = max(flat, slope N - other) with slope = (flat + other) / knee."""
+    """Module time = max(flat, slope N - other) with slope = (flat + other) / knee. With
+    `requests_per_event` the manifest records the jobs' events as Locust runs do (so a
+    sweep beside it yields a prediction)."""
     rng = np.random.default_rng(seed)
     slope = (flat + other) / knee
-    manifest = _manifest("loadgen", f"{label}-{seed}", parameters={"preprocess_s_per_event": 7.0})
+    parameters: dict = {"preprocess_s_per_event": 7.0}
+    if requests_per_event is not None:
+        parameters |= {
+            "requests_per_event": requests_per_event,
+            "other_s_per_event": other,
+            "protocol": "http",
+        }
+    manifest = _manifest("loadgen", f"{label}-{seed}", parameters=parameters)
     with RunWriter(root, manifest) as writer:
         rows = []
         for step, users in enumerate(LEVELS):
@@ -106,4 +116,35 @@ def baseline_run(root: Path, single_thread_inf_s: float) -> Path:
                 "inferences_per_s": 2 * single_thread_inf_s,
             }
         )
+    return writer.folder
+
+
+def sweep_run(
+    root: Path,
+    plateau_inf_s: float,
+    single_latency_s: float,
+    levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
+    knee_concurrency: int = 8,
+    avg_batch: float = 1693.0,
+    requests_per_level: int = 400,
+) -> Path:
+    """A closed-loop sweep that climbs linearly to `plateau_inf_s` at `knee_concurrency`
+    and stays there; one request alone takes `single_latency_s` (1% spread)."""
+    manifest = _manifest("sweep", "synthetic-sweep")
+    with RunWriter(root, manifest) as writer:
+        for step, c in enumerate(levels):
+            throughput = plateau_inf_s * min(1.0, c / knee_concurrency)
+            latency_ms = c * avg_batch / throughput * 1000 if c > 1 else single_latency_s * 1000
+            writer.append_step(
+                {
+                    "step": step,
+                    "concurrency": c,
+                    "batch_size": avg_batch,
+                    "requests": requests_per_level,
+                    "inferences_per_s": throughput,
+                    "latency_ms_avg": latency_ms,
+                    "latency_ms_std": latency_ms * 0.01,
+                    "latency_ms_p99": latency_ms * 1.1,
+                }
+            )
     return writer.folder

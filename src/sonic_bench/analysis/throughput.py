@@ -26,3 +26,36 @@ def saturation(
     best_c, best = max(pairs, key=lambda p: p[1])
     knee = next(c for c, t in pairs if t >= KNEE_FRACTION * best)
     return Saturation(best, best_c, knee)
+
+
+@dataclass(frozen=True)
+class BudgetAnswer:
+    """The most load whose p99 latency stays within a budget."""
+
+    budget_ms: float
+    concurrency: float | None  # None: even the lowest level measured exceeded the budget
+    inferences_per_s: float | None
+    p99_ms: float | None
+
+
+def within_budget(
+    concurrency: Sequence[float],
+    p99_ms: Sequence[float],
+    inferences_per_s: Sequence[float],
+    budget_ms: float,
+) -> BudgetAnswer:
+    """The highest level below the lowest one over the budget (perf_analyzer's answer to
+    `--latency-threshold` with `--binary-search`); a noisy level above that one does not
+    count, since more load is not expected to lower the p99."""
+    levels = sorted(
+        (c, p, t)
+        for c, p, t in zip(concurrency, p99_ms, inferences_per_s, strict=True)
+        if c == c and p == p
+    )
+    over = [c for c, p, _ in levels if p > budget_ms]
+    first_over = min(over) if over else float("inf")
+    within = [(c, p, t) for c, p, t in levels if p <= budget_ms and c < first_over]
+    if not within:
+        return BudgetAnswer(budget_ms, None, None, None)
+    c, p, t = within[-1]
+    return BudgetAnswer(budget_ms, c, t, p)

@@ -12,11 +12,15 @@ from sonic_bench.analysis.report import (
     BASELINE_HEADERS,
     LEVEL_HEADERS,
     LOADGEN_HEADERS,
+    PREDICTION_HEADERS,
     STORY_HEADERS,
     SWEEP_HEADERS,
     baseline_rows,
+    budget_line,
     level_rows,
     loadgen_rows,
+    prediction_inputs,
+    prediction_rows,
     story_rows,
     story_text,
     sweep_rows,
@@ -60,11 +64,22 @@ def _print(analysis: Analysis) -> None:
         print("\nstandalone sweeps:")
         print_table(SWEEP_HEADERS, sweep_rows(sweeps))
         for s in sweeps:
+            if s.budget:
+                print(f"{s.run.run_id}: {budget_line(s.budget)}")
             for note in s.warnings:
                 print(f"warning: {s.run.run_id}: {note}")
     if loadgens:
         print("\ngrid jobs (module time per event against users, paper's latency model):")
         print_table(LOADGEN_HEADERS, loadgen_rows(loadgens))
+        predicted = prediction_rows(loadgens)
+        if predicted:
+            print("\npredicted from the sweep (and baseline) against measured:")
+            print_table(PREDICTION_HEADERS, predicted)
+            for s in loadgens:
+                if s.prediction:
+                    print(prediction_inputs(s))
+                    for w in s.prediction.warnings:
+                        print(f"warning: {s.run.run_id}: prediction: {w}")
         for s in loadgens:
             print(f"\n{s.run.run_id} ({s.label}):")
             print_table(LEVEL_HEADERS, level_rows(s))

@@ -48,6 +48,13 @@ def register(commands) -> None:
     load.add_argument("--rate", type=float_list, help="open loop: request rates per second")
     load.add_argument("--poisson", action="store_true", help="open loop: Poisson arrivals")
     load.add_argument("--max-in-flight", type=int, default=64, help="open loop: worker cap")
+    load.add_argument(
+        "--latency-budget",
+        type=float,
+        metavar="P99_MS",
+        help="find the highest concurrency in the --concurrency range whose p99 stays within "
+        "this many ms (binary search, as perf_analyzer's --latency-threshold)",
+    )
     measure = parser.add_argument_group("measurement")
     measure.add_argument("--window", type=float, default=5.0, help="seconds per window")
     measure.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
@@ -109,6 +116,7 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
         results=args.results,
         label=args.label,
         engine=args.engine,
+        latency_budget_ms=args.latency_budget,
     )
 
 

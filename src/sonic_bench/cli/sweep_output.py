@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sonic_bench.analysis.report import budget_line
 from sonic_bench.analysis.throughput import saturation
 from sonic_bench.cli.common import print_table, progress
 from sonic_bench.measure.level import Level
@@ -47,4 +48,6 @@ def print_summary(sweep: SweepRun) -> None:
             f"at concurrency {sat.at_concurrency:g}; "
             f"95% of it from concurrency {sat.knee_concurrency:g}"
         )
+    if sweep.budget is not None:
+        print(budget_line(sweep.budget))
     print(f"results: {sweep.folder}")

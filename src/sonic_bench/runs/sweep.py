@@ -10,14 +10,16 @@ prints what comes back.
 from __future__ import annotations
 
 import itertools
+import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from sonic_bench.analysis.throughput import BudgetAnswer, within_budget
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import (
     Level,
@@ -38,6 +40,7 @@ from sonic_bench.results.manifest import new_manifest
 from sonic_bench.results.schema import LoadInfo, Manifest, WorkloadInfo, served_model
 from sonic_bench.results.store import RunWriter
 from sonic_bench.runs.progress import JobProgress
+from sonic_bench.runs.search import LatencyBudgetSearch
 from sonic_bench.runs.target import Target, reach
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
 from sonic_bench.triton.stats import StatsReader
@@ -104,12 +107,50 @@ class SweepPlan:
     results: Path = Path("results")
     label: str = "sweep"
     engine: Engine = "native"  # or NVIDIA's perf_analyzer, on the same levels and patches
+    latency_budget_ms: float | None = None  # search the levels' range for the most load
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
             raise SonicBenchError("--repeat must be at least 1")
         if not self.configurations or not self.levels:
             raise SonicBenchError("a sweep needs at least one batch setting and one level")
+        if self.latency_budget_ms is not None:
+            if any(level.rate is not None for level in self.levels):
+                raise SonicBenchError("--latency-budget searches concurrency: drop --rate")
+            if self.repeat > 1:
+                raise SonicBenchError("--latency-budget measures each level once: drop --repeat")
+            self.search()  # validates the budget
+
+    def search(self) -> LatencyBudgetSearch | None:
+        if self.latency_budget_ms is None:
+            return None
+        counts = [level.concurrency for level in self.levels]
+        return LatencyBudgetSearch(self.latency_budget_ms, min(counts), max(counts))
+
+    @property
+    def levels_per_configuration(self) -> int:
+        search = self.search()
+        return search.most_steps if search else len(self.levels) * self.repeat
+
+    def schedule(self, measured: Sequence[MeasuredLevel]) -> Iterator[tuple[int, Level]]:
+        """(trial, level) pairs to measure; a budget search chooses each from the p99 of
+        the levels in `measured` (a list the caller appends to as it goes)."""
+        search = self.search()
+        if search is None:
+            yield from ((t, level) for t in range(self.repeat) for level in self.levels)
+            return
+        while True:
+            p99 = {int(m.level.concurrency): _p99(m) for m in measured}
+            concurrency = search.next_concurrency(p99)
+            if concurrency is None:
+                return
+            yield 0, Level(concurrency=concurrency)
+
+
+def _p99(measured: MeasuredLevel) -> float:
+    """A level without answers counts as over any budget."""
+    value = measured.row.get("latency_ms_p99")
+    return float(value) if value is not None and value == value else math.inf
 
 
 @dataclass(frozen=True)
@@ -143,6 +184,7 @@ class SweepRun:
     folder: Path
     average_batch: float
     results: tuple[MeasuredLevel, ...]
+    budget: BudgetAnswer | None = None  # with --latency-budget: the most load within it
 
 
 def run_sweep(
@@ -161,7 +203,7 @@ def run_sweep(
                 f"server metrics: {recording.source.name} every {metrics.interval_s:g} s"
             )
         pools: dict[int, BatchPool] = {}
-        progress = JobProgress(len(plan.configurations) * len(plan.levels) * plan.repeat)
+        progress = JobProgress(len(plan.configurations) * plan.levels_per_configuration)
         for config in plan.configurations:
             if config.setting not in pools:
                 hooks.progress(
@@ -201,6 +243,11 @@ def _manifest(
             levels=tuple(lv.rate if open_loop else lv.concurrency for lv in plan.levels),
             step_seconds=plan.settings.window_s,
             shared_memory=endpoint.shared_memory,
+            parameters=(
+                {"latency_budget_ms": plan.latency_budget_ms, "search": "binary"}
+                if plan.latency_budget_ms is not None
+                else {}
+            ),
         ),
     )
 
@@ -251,8 +298,7 @@ def _sweep_one(
 
         started = time.time()
         try:
-            trials = [(trial, level) for trial in range(plan.repeat) for level in plan.levels]
-            for step, (trial, level) in enumerate(trials):
+            for step, (trial, level) in enumerate(plan.schedule(results)):
                 hooks.progress(progress.line(f"{config.tag} {level.label}"))
                 row: dict = {"trial": trial}
                 if reference is not None:
@@ -267,7 +313,22 @@ def _sweep_one(
                     writer.warn(message)
                 results.append(replace(measured, row=row))
                 progress.finished_one()
+            budget = _budget_answer(plan, results)
+            if budget is not None:
+                measured_levels = tuple(float(r.level.concurrency) for r in results)
+                writer.update(load=replace(manifest.load, levels=measured_levels))
         finally:
             answered = sum(int(r.row.get("requests") or 0) for r in results)
             metrics.record(writer, started, time.time(), answered)
-    return SweepRun(config, writer.folder, average, tuple(results))
+    return SweepRun(config, writer.folder, average, tuple(results), budget)
+
+
+def _budget_answer(plan: SweepPlan, results: list[MeasuredLevel]) -> BudgetAnswer | None:
+    if plan.latency_budget_ms is None:
+        return None
+    return within_budget(
+        [r.level.concurrency for r in results],
+        [_p99(r) for r in results],
+        [float(r.row.get("inferences_per_s") or math.nan) for r in results],
+        plan.latency_budget_ms,
+    )

@@ -1,0 +1,311 @@
+"""The paper's latency model fed with measurements: where will grid jobs saturate a server?
+
+The paper computed its knee by hand from a standalone throughput and a job's CPU profile.
+Here the inputs come from run folders:
+
+- a sweep (same model, batch setting and, preferably, protocol as the jobs): the
+  server's saturated throughput X, the median of the levels that reach 95% of the best
+  (the plateau; the maximum alone is biased upward by noise), and the mean latency of
+  one request with nothing else in flight (the sweep's lowest level, lat_1);
+- a baseline: in-process inference on one CPU thread, for the CPU-only module time;
+- the jobs' settings (a planned staircase, or a Locust run's manifest): other work,
+  preprocessing, requests and patches per event.
+
+With P patches and n requests per event:
+    t_GPU     = P / X                      server time per event, per server
+    t_latency = t_preprocess + (n lat_1 - t_GPU)   transmit and travel: what an unloaded
+                                           event's requests take beyond the server's share
+    t_ideal   = t_other + t_preprocess + n lat_1   (Eq. 2)
+    N_sat     = t_ideal / t_GPU                    (Eq. 3), slope past it t_GPU (Eq. 5)
+N_sat grows with X and with lat_1, so its interval is the model evaluated at both ends of
+theirs: X over the plateau's levels, each +-2 standard errors (relative error of a
+closed-loop level's throughput ~ that of its mean latency), lat_1 +-2 standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sonic_bench.analysis.latency_model import ModelInputs
+from sonic_bench.analysis.runs import LoadedRun
+from sonic_bench.analysis.throughput import KNEE_FRACTION
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.results.schema import Manifest
+from sonic_bench.workload.detector import PATCHES_PER_EVENT
+
+STANDARD_ERRORS = 2.0
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def scaled(self, factor: float) -> Interval:
+        return Interval(self.value * factor, self.low * factor, self.high * factor)
+
+
+@dataclass(frozen=True)
+class ServerCapacity:
+    """What a sweep says about the server for one model and batch setting."""
+
+    run_id: str
+    model: str
+    batch_setting: int
+    avg_batch: float
+    protocol: str
+    inferences_per_s: Interval  # saturated throughput
+    request_latency_s: Interval  # mean latency of one request alone in flight
+    latency_concurrency: float  # the level lat_1 was read at (1 when the sweep had it)
+    event_patches: float  # patches in the sweep's simulated event
+    plateau: tuple[float, ...]  # concurrency levels that reached 95% of the best
+    warnings: tuple[str, ...] = ()
+
+
+def _relative_error(row: pd.Series) -> float:
+    """Standard error of a level's mean latency, relative; closed-loop throughput is
+    concurrency / mean latency (Little's law), so its relative error is the same."""
+    std, mean, count = row.get("latency_ms_std"), row.get("latency_ms_avg"), row.get("requests")
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in (std, mean, count)):
+        return 0.0
+    if mean <= 0 or count < 1:
+        return 0.0
+    return float(std / (mean * math.sqrt(count)))
+
+
+def capacity_from_steps(steps: pd.DataFrame, manifest: Manifest) -> ServerCapacity:
+    closed = steps.dropna(subset=["concurrency", "inferences_per_s"])
+    closed = closed[closed.inferences_per_s > 0]
+    if closed.empty:
+        raise SonicBenchError(
+            f"sweep {manifest.run_id} has no closed-loop level with answers: "
+            "measure one with `sonic-bench sweep --concurrency 1-64`"
+        )
+    best = float(closed.inferences_per_s.max())
+    plateau = closed[closed.inferences_per_s >= KNEE_FRACTION * best]
+    errors = plateau.apply(_relative_error, axis=1)
+    x = plateau.inferences_per_s
+    throughput = Interval(
+        float(x.median()),
+        float((x * (1 - STANDARD_ERRORS * errors)).min()),
+        float((x * (1 + STANDARD_ERRORS * errors)).max()),
+    )
+    lowest_level = float(closed.concurrency.min())
+    lowest = closed[closed.concurrency == lowest_level]
+    latency_s = float(lowest.latency_ms_avg.mean()) / 1000
+    se = float(lowest.apply(_relative_error, axis=1).mean()) * latency_s
+    warnings = []
+    top = float(closed.concurrency.max())
+    if (
+        float(closed.loc[closed.inferences_per_s.idxmax(), "concurrency"]) == top
+        and len(closed) > 1
+    ):
+        warnings.append(
+            f"sweep {manifest.run_id} was still at its best at its highest level "
+            f"({top:g}): the server may not have saturated, so X and N_sat may be low"
+        )
+    if lowest_level > 1:
+        warnings.append(
+            f"sweep {manifest.run_id} has no concurrency-1 level: the unloaded request "
+            f"latency was read at concurrency {lowest_level:g} (queueing included)"
+        )
+    return ServerCapacity(
+        run_id=manifest.run_id,
+        model=manifest.server.model,
+        batch_setting=_setting(manifest),
+        avg_batch=manifest.workload.avg_batch_size,
+        protocol=manifest.server.protocol,
+        inferences_per_s=throughput,
+        request_latency_s=Interval(
+            latency_s, latency_s - STANDARD_ERRORS * se, latency_s + STANDARD_ERRORS * se
+        ),
+        latency_concurrency=lowest_level,
+        event_patches=float(manifest.workload.patches_per_event or PATCHES_PER_EVENT),
+        plateau=tuple(sorted(float(c) for c in plateau.concurrency.unique())),
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One grid job's event, at the scale the jobs run: what the model needs of it."""
+
+    other_s: float  # non-ML work per event (mean)
+    preprocess_s: float
+    requests: float  # per event
+    patches: float  # per event
+    protocol: str | None = None  # how the jobs reach the server, when known
+
+    @classmethod
+    def planned(
+        cls,
+        avg_batch: float,
+        event_patches: float,
+        event_scale: float,
+        other_full_s: float,
+        preprocess_full_s: float,
+        protocol: str | None = None,
+    ) -> JobPlan:
+        """A planned Locust run: as `loadgen.scale.plan_events` reduces a simulated event
+        of `event_patches`, keeping a fraction of its requests and the CPU work of the
+        patches they hold (against a full event's 55,000)."""
+        if not 0 < event_scale <= 1:
+            raise SonicBenchError(f"--event-scale {event_scale}: use a value in (0, 1]")
+        for flag, value in (
+            ("--other-seconds", other_full_s),
+            ("--preprocess-seconds", preprocess_full_s),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise SonicBenchError(f"{flag} {value}: give a finite, non-negative number")
+        requests = max(1, round(event_patches / avg_batch * event_scale))
+        fraction = requests * avg_batch / PATCHES_PER_EVENT
+        return cls(
+            other_full_s * fraction,
+            preprocess_full_s * fraction,
+            requests,
+            requests * avg_batch,
+            protocol,
+        )
+
+    @classmethod
+    def of_run(cls, manifest: Manifest) -> JobPlan:
+        """What a Locust run's jobs did, from its manifest."""
+        parameters = manifest.load.parameters
+        requests = float(parameters["requests_per_event"])
+        return cls(
+            float(parameters["other_s_per_event"]),
+            float(parameters.get("preprocess_s_per_event", 0.0)),
+            requests,
+            requests * manifest.workload.avg_batch_size,
+            parameters.get("protocol"),
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    capacity: ServerCapacity
+    plan: JobPlan
+    model: ModelInputs  # the paper's model at the central values
+    n_sat: Interval
+    cpu_module_s: float | None  # the module on one CPU thread, from the baseline
+    baseline_run: str | None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def flat_module_s(self) -> float:
+        return self.model.module_unsaturated
+
+    @property
+    def slope_s_per_client(self) -> float:
+        return self.model.t_gpu
+
+    @property
+    def t_ideal_s(self) -> float:
+        return self.model.t_ideal
+
+    @property
+    def module_speedup(self) -> float | None:
+        """As a Locust run's measured speedup: the module on one CPU thread (inference
+        and preprocessing) against the unsaturated module time."""
+        return self.cpu_module_s / self.flat_module_s if self.cpu_module_s else None
+
+    @property
+    def cpu_event_s(self) -> float | None:
+        return self.plan.other_s + self.cpu_module_s if self.cpu_module_s else None
+
+    @property
+    def total_speedup(self) -> float | None:
+        return self.cpu_event_s / self.t_ideal_s if self.cpu_event_s else None
+
+    def servers_for(self, jobs: int) -> tuple[int, int]:
+        """Servers needed so that `jobs` stay below the knee: at the central N_sat and at
+        the low end of its interval (the cautious count)."""
+        return math.ceil(jobs / self.n_sat.value), math.ceil(jobs / max(self.n_sat.low, 1e-9))
+
+    def module_time(self, users: np.ndarray) -> np.ndarray:
+        return self.model.module_time(users)
+
+    def n_sat_at(self, inferences_per_s: float) -> float:
+        """The knee had the server offered this throughput instead of the sweep's (to
+        ask of a run: does the model hold with the capacity the server really gave?)."""
+        return _inputs(
+            self.plan, inferences_per_s, self.capacity.request_latency_s.value, None
+        ).n_sat
+
+
+def _inputs(
+    plan: JobPlan, throughput: float, latency_s: float, cpu_ml_s: float | None
+) -> ModelInputs:
+    t_gpu = plan.patches / throughput
+    travel = max(0.0, plan.requests * latency_s - t_gpu)
+    t_cpu = plan.other_s + (cpu_ml_s or 0.0)
+    p = (cpu_ml_s or 0.0) / t_cpu if t_cpu > 0 else 0.0
+    # Without a baseline the accelerated part is unknown; the knee does not need it.
+    return ModelInputs(
+        t_cpu=max(t_cpu, 1e-12),
+        p=p,
+        t_gpu=t_gpu,
+        t_preprocess=plan.preprocess_s,
+        t_transmit=0.0,
+        t_travel=travel,
+    )
+
+
+def predict(
+    capacity: ServerCapacity,
+    plan: JobPlan,
+    single_thread_inferences_per_s: float | None = None,
+    baseline_run: str | None = None,
+) -> Prediction:
+    cpu_ml = (
+        plan.patches / single_thread_inferences_per_s if single_thread_inferences_per_s else None
+    )
+    x, lat = capacity.inferences_per_s, capacity.request_latency_s
+    central = _inputs(plan, x.value, lat.value, cpu_ml)
+    low = _inputs(plan, max(x.low, 1e-9), max(lat.low, 0.0), cpu_ml).n_sat
+    high = _inputs(plan, x.high, lat.high, cpu_ml).n_sat
+    warnings = list(capacity.warnings)
+    if plan.protocol and plan.protocol != capacity.protocol:
+        warnings.append(
+            f"the sweep {capacity.run_id} used {capacity.protocol}, the jobs use "
+            f"{plan.protocol}: per-request latency and throughput may differ"
+        )
+    return Prediction(
+        capacity,
+        plan,
+        central,
+        Interval(central.n_sat, min(low, central.n_sat), max(high, central.n_sat)),
+        cpu_ml + plan.preprocess_s if cpu_ml is not None else None,
+        baseline_run,
+        tuple(warnings),
+    )
+
+
+def _setting(manifest: Manifest) -> int:
+    setting = manifest.workload.batch_size_setting
+    return setting if isinstance(setting, int) else int(setting[0])
+
+
+def matching_sweep(
+    sweeps: Sequence[LoadedRun], model: str, batch_setting: int, protocol: str | None
+) -> LoadedRun | None:
+    """The latest sweep of this model and batch setting, over the jobs' protocol and
+    without shared memory (as jobs reach a server) when there is one."""
+    same = [
+        r
+        for r in sweeps
+        if r.manifest.server.model == model and _setting(r.manifest) == batch_setting
+    ]
+    alike = [
+        r
+        for r in same
+        if r.manifest.server.protocol == protocol and not r.manifest.load.shared_memory
+    ]
+    chosen = alike or same
+    return max(chosen, key=lambda r: r.manifest.started_at) if chosen else None
