@@ -14,9 +14,11 @@ from sonic_bench.cli import main
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import MeasurementSettings
 from sonic_bench.metrics.recording import MetricsOptions
-from sonic_bench.model.repository import MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.perf_analyzer import engine
 from sonic_bench.perf_analyzer.report import COLUMNS
+from sonic_bench.process import SHM_FOLDER
 from sonic_bench.results.store import read_run
 from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
 from sonic_bench.runs.target import Target
@@ -76,3 +78,24 @@ def test_export_round_trips_through_pandas_with_perf_analyzers_columns(tmp_path,
         assert row[1] == pytest.approx(float(step["inferences_per_s"]), rel=1e-3)
         p99_us = frame.loc[frame["Concurrency"] == int(step["concurrency"]), "p99 latency"]
         assert p99_us.iloc[0] == pytest.approx(float(step["latency_ms_p99"]) * 1000, abs=1)
+
+
+def test_perf_analyzer_with_shared_memory_stays_small_and_leaves_no_region(server, tmp_path):
+    """With --shared-memory system perf_analyzer makes a batch-sized region per input
+    entry: the engine gives it few entries, and removes whatever regions it leaves (here
+    one planted as a perf_analyzer killed mid-run would leave it)."""
+    stale = SHM_FOLDER / f"{INPUT_NAME}_0_999"
+    stale.write_bytes(b"left by a killed perf_analyzer")
+    plan = SweepPlan(
+        configurations([2300], "off", model=MODEL_CALIBRATION),
+        levels([1]),
+        SETTINGS,
+        pool_batches=8,
+        results=tmp_path,
+        engine="perf_analyzer",
+    )
+    target = Target(url=server.http_url, protocol="http", shared_memory=True)
+    (run,) = run_sweep(plan, target, MetricsOptions(mode="off"))
+    assert run.results[0].row["inferences_per_s"] > 0
+    assert not list(SHM_FOLDER.glob(f"{INPUT_NAME}_*"))
+    assert not list(SHM_FOLDER.glob("em_trk_none_netout*"))

@@ -26,8 +26,9 @@ import numpy as np
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import Level, MeasurementSettings
 from sonic_bench.measure.windows import Stability
-from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
 from sonic_bench.perf_analyzer.report import read_report, to_step
+from sonic_bench.process import Leftovers, LeftoversGuard
 from sonic_bench.results.schema import iso_utc
 from sonic_bench.triton.client import Endpoint
 from sonic_bench.triton.stats import StatsReader
@@ -48,17 +49,36 @@ def find_binary() -> Path:
     return Path(found)
 
 
-def write_input_data(batches: Sequence[np.ndarray], path: Path, batch_size: int) -> Path:
+SHARED_MEMORY_STEPS = 4
+
+
+def write_input_data(
+    batches: Sequence[np.ndarray], path: Path, batch_size: int, shared_memory: bool = False
+) -> Path:
     """perf_analyzer's JSON input: one entry per patch (it fills a batch of B with B
-    consecutive entries, wrapping around), enough for two different batches in a row."""
+    consecutive entries, wrapping around), enough for two different batches in a row.
+
+    With `--shared-memory system` it creates a region of a whole batch for every entry:
+    2 x 1,693 entries took 23 GB of /dev/shm before the kernel killed it. There the
+    input has a few entries (values do not change the model's speed), so its regions
+    hold as much as the native engine's."""
     patches = np.concatenate(list(batches))
     keep = min(len(patches), max(2 * batch_size, 512))
+    if shared_memory:
+        keep = min(len(patches), SHARED_MEMORY_STEPS)
     entries = [
         {INPUT_NAME: {"b64": base64.b64encode(np.ascontiguousarray(p, np.float32)).decode()}}
         for p in patches[:keep]
     ]
     path.write_text(json.dumps({"data": entries}))
     return path
+
+
+def shared_memory_leftovers() -> Leftovers:
+    """perf_analyzer's system shared-memory regions: `main_input_0_<step>` and each
+    output's name without its slash."""
+    outputs = (TRACK_EM_OUTPUT, MICHEL_OUTPUT)
+    return Leftovers(shm_prefixes=(f"{INPUT_NAME}_", *(o.replace("/", "") for o in outputs)))
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,9 @@ def measure_level(
     before = stats.snapshot() if stats else None
     cpu_before, started = _children_cpu_s(), time.time()
     limit = settings.window_s * settings.max_windows * 3 + 120
+    # Its regions are named after the tensors, not after us; if it dies (killed, out of
+    # memory) or the harness does, what it left in /dev/shm is removed all the same.
+    guard = LeftoversGuard(shared_memory_leftovers()) if endpoint.shared_memory else None
     try:
         done = subprocess.run(
             args, capture_output=True, text=True, timeout=limit, preexec_fn=_die_with_parent
@@ -149,6 +172,9 @@ def measure_level(
         raise SonicBenchError(
             f"{level.label}: perf_analyzer did not finish in {limit:.0f} s"
         ) from None
+    finally:
+        if guard is not None:
+            guard.close()
     ended = time.time()
     output = done.stdout + done.stderr
     lines = [line for line in output.splitlines() if "rror" in line] or output.splitlines()

@@ -281,7 +281,9 @@ def _sweep_one(
         writer.update(metrics=metrics.info())
         if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end
             workdir = Path(owned.enter_context(tempfile.TemporaryDirectory(prefix="sonic-pa-")))
-            data = write_input_data(batches.arrays, workdir / "input.json", round(average))
+            data = write_input_data(
+                batches.arrays, workdir / "input.json", round(average), endpoint.shared_memory
+            )
 
         def measure(step: int, level: Level) -> MeasuredLevel:
             if plan.engine == "native":
