@@ -156,7 +156,7 @@ def test_sigkill_of_the_harness_leaves_nothing_behind(tmp_path, capsys):
         assert len(reapers) == 3  # tritonserver, Prometheus, the harness's own regions
         regions = list(SHM_FOLDER.glob(f"sonic-triton-{harness.pid}-*"))
         own_regions = list(SHM_FOLDER.glob(f"sonic-shm-{harness.pid}-*"))
-        assert regions and len(own_regions) >= 2  # the inputs and a worker's outputs
+        assert regions and own_regions  # the inputs (workers' outputs come and go)
         regions += own_regions
         os.kill(harness.pid, signal.SIGKILL)
         harness.wait()

@@ -23,12 +23,17 @@ from tritonclient.utils import InferenceServerException
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model.emtrackmichel import MICHEL_OUTPUT, TRACK_EM_OUTPUT
-from sonic_bench.triton.grpc_raw import RawInferChannel, serialized_requests
+from sonic_bench.triton.grpc_raw import (
+    RawInferChannel,
+    serialized_requests,
+    shared_memory_requests,
+)
 from sonic_bench.triton.http_raw import (
     HttpInferError,
     RawHttpConnection,
     RequestBody,
     request_bodies,
+    shared_memory_bodies,
 )
 from sonic_bench.triton.shared_memory import SharedInputs, WorkerOutputs
 
@@ -120,7 +125,6 @@ class EncodedBatches:
     protocol's serialized requests are built the first time a client asks for them."""
 
     def __init__(self, protocol: Protocol, batches: Sequence[np.ndarray], shared_memory: bool):
-        self.module = grpcclient if protocol == "grpc" else httpclient
         self.arrays = list(batches)
         self.sizes = [len(b) for b in batches]
         self.shared_memory = shared_memory
@@ -170,50 +174,57 @@ class EncodedBatches:
 class InferClient:
     """One worker's connection: infer(batch_index) sends that batch and waits.
 
-    Without shared memory the requests are prepared once and sent as bytes on a
-    connection of the worker's own (`grpc_raw`, `http_raw`); with shared memory the
-    inputs are written once into a region (`shared_memory`) and each request, sent
-    through tritonclient, names its batch's offset and the worker's output region."""
+    Every request is prepared once and sent as bytes on a connection of the worker's own
+    (`grpc_raw`, `http_raw`). With shared memory the inputs are written once into a
+    region (`shared_memory`), and the requests only name where their batch lies and
+    where the worker's answers go."""
 
     def __init__(self, endpoint: Endpoint, model: str, batches: EncodedBatches):
         self.endpoint = endpoint
         self.model = model
         self.batches = batches
-        self._grpc = endpoint.protocol == "grpc"
-        self._client = None
         self._shm: WorkerOutputs | None = None
         self._raw: RawInferChannel | None = None
         self._http: RawHttpConnection | None = None
+        grpc_transport = endpoint.protocol == "grpc"
         if endpoint.shared_memory:
-            self._client = _grpc_client(endpoint) if self._grpc else _http_client(endpoint)
-            self._inputs = batches.shared_inputs(endpoint)
-            self._shm = WorkerOutputs(
-                self._client, self._inputs.prefix, OUTPUTS, max(batches.sizes)
-            )
-        elif self._grpc:
+            self._shm = self._worker_outputs(endpoint, batches)
+            inputs = batches.shared_inputs(endpoint).placements
+            shapes = [a.shape for a in batches.arrays]
+            answers = [self._shm.placements(size) for size in batches.sizes]
+            if grpc_transport:
+                self._requests = shared_memory_requests(model, shapes, inputs, answers)
+            else:
+                self._bodies = shared_memory_bodies(shapes, inputs, answers)
+        elif grpc_transport:
             self._requests = batches.serialized(model)
+        else:
+            self._bodies = batches.bodies()
+        if grpc_transport:
             self._raw = RawInferChannel(
                 endpoint.url, endpoint.ssl, endpoint.headers, endpoint.timeout_s
             )
         else:
-            self._bodies = batches.bodies()
             self._http = RawHttpConnection(
                 endpoint.url, model, endpoint.ssl, endpoint.headers, endpoint.timeout_s
             )
+
+    @staticmethod
+    def _worker_outputs(endpoint: Endpoint, batches: EncodedBatches) -> WorkerOutputs:
+        prefix = batches.shared_inputs(endpoint).prefix
+        return WorkerOutputs(admin_client(endpoint), prefix, OUTPUTS, max(batches.sizes))
 
     def infer(self, index: int) -> int:
         """Send batch `index`; returns its size. Raises InferError on failure."""
         try:
             if self._raw is not None:
                 response = self._raw.infer(self._requests[index])
-                if len(response.raw_output_contents) != len(OUTPUTS):
+                if len(response.outputs) != len(OUTPUTS):
                     raise InferError("response has no output tensor")
-            elif self._http is not None:
-                self._http.infer(self._bodies[index], len(OUTPUTS))
             else:
-                self._infer_shared_memory(index)
-        except InferenceServerException as e:
-            raise InferError(_short(e)) from None
+                self._http.infer(self._bodies[index], len(OUTPUTS))
+            if self._shm is not None:
+                self._shm.first_output(self.batches.sizes[index])
         except InferError:
             raise
         except HttpInferError as e:
@@ -224,24 +235,8 @@ class InferClient:
             raise InferError(f"{type(e).__name__}: {_short(e)}") from None
         return self.batches.sizes[index]
 
-    def _infer_shared_memory(self, index: int) -> None:
-        module, size = self.batches.module, self.batches.sizes[index]
-        # A server that hangs must not hang the harness: bounded like a real client.
-        timeout = {"client_timeout": self.endpoint.timeout_s} if self._grpc else {}
-        self._client.infer(
-            self.model,
-            [self._inputs.input(module, index)],
-            outputs=self._shm.requested(module, size),
-            headers=self.endpoint.headers or None,
-            **timeout,
-        )
-        self._shm.first_output(size)
-
     def close(self) -> None:
         for connection in (self._raw, self._http, self._shm):
             if connection is not None:
                 with contextlib.suppress(Exception):  # a broken one must not hide the error
                     connection.close()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()

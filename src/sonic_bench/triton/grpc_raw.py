@@ -16,6 +16,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.triton.shared_memory import Placement
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 # 1693 patches are 15.6 MB; gRPC's default limit is 4 MB.
@@ -39,6 +40,32 @@ def serialized_requests(
         request.raw_input_contents.append(np.ascontiguousarray(batch, np.float32).tobytes())
         requests.append(request.SerializeToString())
     return requests
+
+
+def shared_memory_requests(
+    model: str,
+    shapes: Sequence[tuple[int, ...]],
+    inputs: Sequence[Placement],
+    outputs: Sequence[Sequence[tuple[str, Placement]]],
+) -> list[bytes]:
+    """One serialized ModelInferRequest per batch whose input and outputs lie in system
+    shared memory: the request names regions, offsets and sizes, and carries no data."""
+    requests = []
+    for shape, placed, answers in zip(shapes, inputs, outputs, strict=True):
+        request = service_pb2.ModelInferRequest(model_name=model)
+        tensor = request.inputs.add(name=INPUT_NAME, datatype="FP32")
+        tensor.shape.extend(shape)
+        _place(tensor.parameters, placed)
+        for name, where in answers:
+            _place(request.outputs.add(name=name).parameters, where)
+        requests.append(request.SerializeToString())
+    return requests
+
+
+def _place(parameters, where: Placement) -> None:
+    parameters["shared_memory_region"].string_param = where.region
+    parameters["shared_memory_offset"].int64_param = where.offset
+    parameters["shared_memory_byte_size"].int64_param = where.byte_size
 
 
 class RawInferChannel:

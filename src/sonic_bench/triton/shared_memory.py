@@ -1,11 +1,12 @@
 """System shared memory with a local server: inputs written once, outputs per worker.
 
 perf_analyzer's `--shared-memory system` copies its input data into regions once, and
-each request only names a region and an offset; so does sonic-bench: one region holds
-every batch the sweep replays, registered with the server once and shared read-only by
-all workers, and each worker has an output region of its own (answers must not
-overwrite each other). Rewriting 15 MB of patches before every request measured the
-client's memcpy, not the server.
+each request only names a region and an offset; so does sonic-bench (its requests,
+built once per worker, go through the raw transports of `grpc_raw` and `http_raw`):
+one region holds every batch the sweep replays, registered with the server once and
+shared read-only by all workers, and each worker has an output region of its own
+(answers must not overwrite each other). Rewriting 15 MB of patches before every request
+measured the client's memcpy, not the server.
 
 Every region's name starts with the prefix of its `SharedInputs`, and a reaper removes
 what is left of them should the harness be killed before it could.
@@ -17,11 +18,11 @@ import contextlib
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tritonclient.utils.shared_memory as shm
 
-from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.process import Leftovers, LeftoversGuard
 
 FLOAT_BYTES = 4
@@ -45,35 +46,35 @@ class _Region:
         shm.destroy_shared_memory_region(self.handle)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a tensor lies: region, offset and size in bytes (Triton's request parameters
+    shared_memory_region, shared_memory_offset, shared_memory_byte_size)."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+
 class SharedInputs:
-    """Every batch in one region, at known offsets; `input(module, index)` names one."""
+    """Every batch in one region, at known offsets."""
 
     def __init__(self, client, arrays: Sequence[np.ndarray]):
         self.prefix = f"sonic-shm-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
         self._guard = LeftoversGuard(Leftovers(shm_prefixes=(self.prefix,)))
         contiguous = [np.ascontiguousarray(a, np.float32) for a in arrays]
-        self.offsets = np.concatenate([[0], np.cumsum([a.nbytes for a in contiguous])])
-        self._inputs: dict[object, list] = {}
+        offsets = np.concatenate([[0], np.cumsum([a.nbytes for a in contiguous])])
         try:
-            self._region = _Region(client, self.prefix + "inputs", int(self.offsets[-1]))
-            for array, offset in zip(contiguous, self.offsets, strict=False):
+            self._region = _Region(client, self.prefix + "inputs", int(offsets[-1]))
+            for array, offset in zip(contiguous, offsets, strict=False):
                 shm.set_shared_memory_region(self._region.handle, [array], offset=int(offset))
         except BaseException:
             self._guard.close()
             raise
-        self.shapes = [a.shape for a in contiguous]
-
-    def input(self, module, index: int):
-        """The InferInput of batch `index` for tritonclient's grpc or http module."""
-        if module not in self._inputs:
-            self._inputs[module] = [self._input(module, i) for i in range(len(self.shapes))]
-        return self._inputs[module][index]
-
-    def _input(self, module, index: int):
-        tensor = module.InferInput(INPUT_NAME, list(self.shapes[index]), "FP32")
-        size = int(self.offsets[index + 1] - self.offsets[index])
-        tensor.set_shared_memory(self._region.name, size, offset=int(self.offsets[index]))
-        return tensor
+        self.placements = [
+            Placement(self._region.name, int(offset), a.nbytes)
+            for a, offset in zip(contiguous, offsets, strict=False)
+        ]
 
     def close(self) -> None:
         try:
@@ -90,21 +91,15 @@ class WorkerOutputs:
         width = sum(n for _, n in self.outputs)
         name = f"{prefix}out-{uuid.uuid4().hex[:8]}"
         self._region = _Region(client, name, max_batch * width * FLOAT_BYTES)
-        self._requested: dict[tuple[object, int], list] = {}
 
-    def requested(self, module, batch: int) -> list:
-        """The InferRequestedOutputs for a batch of `batch` patches, built once per size."""
-        key = (module, batch)
-        if key not in self._requested:
-            outputs, offset = [], 0
-            for name, width in self.outputs:
-                size = batch * width * FLOAT_BYTES
-                output = module.InferRequestedOutput(name)
-                output.set_shared_memory(self._region.name, size, offset=offset)
-                outputs.append(output)
-                offset += size
-            self._requested[key] = outputs
-        return self._requested[key]
+    def placements(self, batch: int) -> list[tuple[str, Placement]]:
+        """Each output's place for a batch of `batch` patches, one after the other."""
+        placed, offset = [], 0
+        for name, width in self.outputs:
+            size = batch * width * FLOAT_BYTES
+            placed.append((name, Placement(self._region.name, offset, size)))
+            offset += size
+        return placed
 
     def first_output(self, batch: int) -> np.ndarray:
         """The first head's answers, read in place, as a client reads its results."""
