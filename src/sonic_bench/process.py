@@ -100,8 +100,7 @@ class ManagedProcess:
     # Turns the log text and exit code of a server that died during start into one line.
     death_reason: Callable[[str, int | None], str] | None = None
     process: subprocess.Popen[bytes] | None = None
-    _reaper: subprocess.Popen[bytes] | None = None
-    _lifeline: int | None = None  # write end of the reaper's pipe
+    _reaper: Reaper | None = None
 
     @staticmethod
     def check_ports(host: str, ports: dict[str, int], hint: Callable[[str], str]) -> None:
@@ -123,7 +122,7 @@ class ManagedProcess:
                 env=self.env,
                 start_new_session=True,
             )
-        self._reaper, self._lifeline = _start_reaper(self.process.pid, self.leftovers)
+        self._reaper = Reaper.start(self.process.pid, self.leftovers)
         try:
             self._wait_ready(on_wait)
         except BaseException:
@@ -182,14 +181,8 @@ class ManagedProcess:
             _signal_group(group, signal.SIGKILL)
             self.process = None
         self.leftovers.remove()
-        if self._lifeline is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._lifeline, DONE)
-            os.close(self._lifeline)
-            self._lifeline = None
         if self._reaper is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._reaper.wait(timeout=5)
+            self._reaper.dismiss()
             self._reaper = None
 
     def __enter__(self) -> ManagedProcess:
@@ -210,34 +203,52 @@ class LeftoversGuard:
 
     def __init__(self, leftovers: Leftovers):
         self.leftovers = leftovers
-        self._reaper, self._lifeline = _start_reaper(NO_GROUP, leftovers)
+        self._reaper: Reaper | None = Reaper.start(NO_GROUP, leftovers)
 
     def close(self) -> None:
         self.leftovers.remove()
-        if self._lifeline is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._lifeline, DONE)
-            os.close(self._lifeline)
-            self._lifeline = None
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._reaper.wait(timeout=5)
+        if self._reaper is not None:
+            self._reaper.dismiss()
+            self._reaper = None
 
 
 NO_GROUP = 0  # a reaper with no process group to end, only leftovers to remove
 
 
-def _start_reaper(group: int, leftovers: Leftovers) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the reaper of `group`; returns it and the pipe end that keeps it waiting."""
-    read_end, write_end = os.pipe()
-    try:
-        reaper = subprocess.Popen(
-            [sys.executable, "-m", "sonic_bench.reaper", f"--group={group}", *leftovers.as_args()],
-            stdin=read_end,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C on the terminal must not end it first
-            close_fds=True,
-        )
-    finally:
-        os.close(read_end)
-    return reaper, write_end
+@dataclass
+class Reaper:
+    """A `sonic_bench.reaper` process and the pipe that keeps it waiting: if the harness
+    dies, the pipe closes without "done" and the reaper cleans up after it."""
+
+    process: subprocess.Popen[bytes]
+    lifeline: int  # write end of the reaper's pipe
+
+    @classmethod
+    def start(cls, group: int, leftovers: Leftovers) -> Reaper:
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sonic_bench.reaper",
+                    f"--group={group}",
+                    *leftovers.as_args(),
+                ],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C on the terminal must not end it first
+                close_fds=True,
+            )
+        finally:
+            os.close(read_end)
+        return cls(process, write_end)
+
+    def dismiss(self) -> None:
+        """The harness cleaned up itself: the reaper leaves without doing anything."""
+        with contextlib.suppress(OSError):
+            os.write(self.lifeline, DONE)
+        os.close(self.lifeline)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
