@@ -25,6 +25,7 @@ closed-loop level's throughput ~ that of its mean latency), lat_1 +-2 standard e
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ def _relative_error(row: pd.Series) -> float:
     """Standard error of a level's mean latency, relative; closed-loop throughput is
     concurrency / mean latency (Little's law), so its relative error is the same."""
     std, mean, count = row.get("latency_ms_std"), row.get("latency_ms_avg"), row.get("requests")
-    if not all(isinstance(v, int | float) and math.isfinite(v) for v in (std, mean, count)):
+    if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (std, mean, count)):
         return 0.0
     if mean <= 0 or count < 1:
         return 0.0
