@@ -59,7 +59,7 @@ def harness(
 ) -> float:
     """Inferences/s that the sweep's own measurement reports for one level."""
     settings = MeasurementSettings(window_s=seconds / 3, warmup_s=0.5, max_windows=3)
-    with EncodedBatches(endpoint.protocol, [batch], endpoint.shared_memory) as encoded:
+    with EncodedBatches([batch]) as encoded:
         result = measure_level(
             0,
             Level(concurrency=concurrency),

@@ -79,7 +79,7 @@ def locust_rate(server, users: int, seconds: float, processes: int = 1) -> tuple
 def sweep_rate(server, users: int, seconds: float) -> float:
     endpoint = Endpoint(server.http_url, "http")
     batches = [b.patches for b in simulated_pool(SMALL_BATCH_SETTING).sample(16)]
-    encoded = EncodedBatches("http", batches, shared_memory=False)
+    encoded = EncodedBatches(batches)
     settings = MeasurementSettings(window_s=seconds / 3, warmup_s=3, max_windows=3)
     result = measure_level(
         0,

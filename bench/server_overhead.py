@@ -47,7 +47,7 @@ def main() -> None:
                 return len(batches[state["i"]])
 
             for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
-                encoded = EncodedBatches(protocol, batches, shared_memory=False)
+                encoded = EncodedBatches(batches)
                 client = InferClient(Endpoint(url, protocol), MODEL_NO_DYNAMIC_BATCHING, encoded)
 
                 def served(client=client, batches=batches, state=state) -> int:
@@ -84,7 +84,7 @@ def main() -> None:
             )
             if setting == LARGE_BATCH_SETTING:
                 exactly_1693 = max(batches, key=len)[:1693]  # the paper's average request
-                encoded = EncodedBatches("grpc", [exactly_1693], shared_memory=False)
+                encoded = EncodedBatches([exactly_1693])
                 zero = InferClient(Endpoint(server.grpc_url), MODEL_CALIBRATION, encoded)
                 calibration = [
                     rate(lambda z=zero: z.infer(0), args.seconds) for _ in range(args.trials)

@@ -81,7 +81,7 @@ def test_a_counter_that_resets_counts_what_was_done():
 
 def _send(server: EmbeddedServer, requests: int) -> int:
     endpoint = Endpoint(server.grpc_url)
-    batches = EncodedBatches("grpc", [np.zeros((10, 48, 48, 1), np.float32)], False)
+    batches = EncodedBatches([np.zeros((10, 48, 48, 1), np.float32)])
     client = InferClient(endpoint, MODEL_CALIBRATION, batches)
     try:
         return sum(client.infer(0) for _ in range(requests))
@@ -135,7 +135,7 @@ SETTINGS = MeasurementSettings(window_s=1.0, warmup_s=0.2, max_windows=2)
 def test_measured_level_is_unchanged_by_the_parser(server, patches):
     """The parser swap leaves what a level reads from Triton's /metrics as it was."""
     endpoint = Endpoint(server.grpc_url)
-    batches = EncodedBatches("grpc", [patches[:8]], shared_memory=False)
+    batches = EncodedBatches([patches[:8]])
     direct = DirectSource(server.metrics_url, interval_s=0.25)
     try:
         time.sleep(0.6)  # scrapes of the idle server before the level

@@ -37,7 +37,7 @@ def prometheus(server, tmp_path_factory):
 
 def _level(server, model: str, patches: np.ndarray, concurrency: int):
     endpoint = Endpoint(server.grpc_url)
-    batches = EncodedBatches("grpc", [patches], shared_memory=False)
+    batches = EncodedBatches([patches])
     return measure_level(
         0,
         Level(concurrency=concurrency),

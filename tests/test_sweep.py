@@ -25,7 +25,7 @@ QUICK = MeasurementSettings(window_s=0.5, warmup_s=0.2, max_windows=3)
 
 def _client_factory(server, model, pool):
     endpoint = Endpoint(server.grpc_url)
-    batches = EncodedBatches("grpc", [b.patches for b in pool.batches[:4]], False)
+    batches = EncodedBatches([b.patches for b in pool.batches[:4]])
     return endpoint, (lambda: InferClient(endpoint, model, batches))
 
 
@@ -38,7 +38,7 @@ def test_recorded_inferences_equal_tritons_own_counter(server, small_pool, proto
     endpoint = Endpoint(url, protocol, shared_memory=shared_memory)
     arrays = [b.patches for b in small_pool.batches[:4]]
     before = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
-    with EncodedBatches(protocol, arrays, shared_memory) as batches:
+    with EncodedBatches(arrays) as batches:
         result = measure_level(
             0,
             Level(concurrency=4),
@@ -59,7 +59,7 @@ def test_a_refused_request_says_what_triton_said(server, protocol):
     refusal still reaches the user, and the connection serves the next request."""
     wrong, right = np.zeros((2, 10, 10, 1), np.float32), np.zeros((3, 48, 48, 1), np.float32)
     url = server.grpc_url if protocol == "grpc" else server.http_url
-    batches = EncodedBatches(protocol, [wrong, right], shared_memory=False)
+    batches = EncodedBatches([wrong, right])
     client = InferClient(Endpoint(url, protocol), MODEL_CALIBRATION, batches)
     try:
         with pytest.raises(InferError, match="unexpected shape for input 'main_input'"):

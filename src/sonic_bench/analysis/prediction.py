@@ -48,9 +48,6 @@ class Interval:
     low: float
     high: float
 
-    def scaled(self, factor: float) -> Interval:
-        return Interval(self.value * factor, self.low * factor, self.high * factor)
-
 
 @dataclass(frozen=True)
 class ServerCapacity:
@@ -119,7 +116,7 @@ def capacity_from_steps(steps: pd.DataFrame, manifest: Manifest) -> ServerCapaci
     return ServerCapacity(
         run_id=manifest.run_id,
         model=manifest.server.model,
-        batch_setting=_setting(manifest),
+        batch_setting=manifest.workload.first_setting,
         avg_batch=manifest.workload.avg_batch_size,
         protocol=manifest.server.protocol,
         inferences_per_s=throughput,
@@ -288,11 +285,6 @@ def predict(
     )
 
 
-def _setting(manifest: Manifest) -> int:
-    setting = manifest.workload.batch_size_setting
-    return setting if isinstance(setting, int) else int(setting[0])
-
-
 def matching_sweep(
     sweeps: Sequence[LoadedRun], model: str, batch_setting: int, protocol: str | None
 ) -> LoadedRun | None:
@@ -301,7 +293,7 @@ def matching_sweep(
     same = [
         r
         for r in sweeps
-        if r.manifest.server.model == model and _setting(r.manifest) == batch_setting
+        if r.manifest.server.model == model and r.manifest.workload.first_setting == batch_setting
     ]
     alike = [
         r

@@ -371,10 +371,9 @@ def standalone_story(sweeps: list[SweepSummary]) -> list[StoryRow]:
         steps, m = s.run.steps, s.run.manifest
         at = steps[steps.concurrency == s.saturation.at_concurrency]
         stable = steps.stable.astype(str).str.lower().isin(["true", "1"])
-        setting = m.workload.batch_size_setting
         rows.append(
             StoryRow(
-                batch_setting=setting if isinstance(setting, int) else setting[0],
+                batch_setting=m.workload.first_setting,
                 avg_batch=m.workload.avg_batch_size,
                 dynamic_batching=m.server.dynamic_batching,
                 max_inferences_per_s=s.saturation.max_inferences_per_s,

@@ -42,5 +42,5 @@ def build_context(options: LoadgenOptions, events_in_pool: int = 1) -> LoadgenCo
         offsets.append(len(arrays))
         arrays += [b.patches for b in plan.batches]
     endpoint = Endpoint(options.url, options.protocol)  # type: ignore[arg-type]
-    encoded = EncodedBatches(endpoint.protocol, arrays, shared_memory=False)
+    encoded = EncodedBatches(arrays)
     return LoadgenContext(options, endpoint, tuple(plans), encoded, tuple(offsets))

@@ -141,6 +141,12 @@ class WorkloadInfo:
     patches_per_event: int
     event_scale: float = 1.0
 
+    @property
+    def first_setting(self) -> int:
+        """The batch setting of a sweep or Locust run (a baseline's first)."""
+        setting = self.batch_size_setting
+        return setting if isinstance(setting, int) else int(setting[0])
+
 
 @dataclass(frozen=True)
 class LoadInfo:

@@ -263,7 +263,7 @@ def _sweep_one(
 ) -> SweepRun:
     server_info = check_server(endpoint, config.model)
     sent = pool.sample(plan.pool_batches)
-    batches = EncodedBatches(endpoint.protocol, [b.patches for b in sent], endpoint.shared_memory)
+    batches = EncodedBatches([b.patches for b in sent])
     average = sum(b.size for b in sent) / len(sent)
     stats = StatsReader(endpoint, config.model)
     reference = None

@@ -122,12 +122,12 @@ def _short(error: Exception) -> str:
 
 class EncodedBatches:
     """The request batches, prepared once and shared read-only by every worker: each
-    protocol's serialized requests are built the first time a client asks for them."""
+    transport's requests (and the shared-memory inputs) are built the first time a
+    client asks for them."""
 
-    def __init__(self, protocol: Protocol, batches: Sequence[np.ndarray], shared_memory: bool):
+    def __init__(self, batches: Sequence[np.ndarray]):
         self.arrays = list(batches)
         self.sizes = [len(b) for b in batches]
-        self.shared_memory = shared_memory
         self._serialized: dict[str, list[bytes]] = {}
         self._bodies: list[RequestBody] | None = None
         self._shared: SharedInputs | None = None
@@ -188,8 +188,11 @@ class InferClient:
         self._http: RawHttpConnection | None = None
         grpc_transport = endpoint.protocol == "grpc"
         if endpoint.shared_memory:
-            self._shm = self._worker_outputs(endpoint, batches)
-            inputs = batches.shared_inputs(endpoint).placements
+            shared = batches.shared_inputs(endpoint)
+            self._shm = WorkerOutputs(
+                admin_client(endpoint), shared.prefix, OUTPUTS, max(batches.sizes)
+            )
+            inputs = shared.placements
             shapes = [a.shape for a in batches.arrays]
             answers = [self._shm.placements(size) for size in batches.sizes]
             if grpc_transport:
@@ -208,11 +211,6 @@ class InferClient:
             self._http = RawHttpConnection(
                 endpoint.url, model, endpoint.ssl, endpoint.headers, endpoint.timeout_s
             )
-
-    @staticmethod
-    def _worker_outputs(endpoint: Endpoint, batches: EncodedBatches) -> WorkerOutputs:
-        prefix = batches.shared_inputs(endpoint).prefix
-        return WorkerOutputs(admin_client(endpoint), prefix, OUTPUTS, max(batches.sizes))
 
     def infer(self, index: int) -> int:
         """Send batch `index`; returns its size. Raises InferError on failure."""
