@@ -13,6 +13,7 @@ from helpers import ROOT
 from sonic_bench.cli import main
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import MeasurementSettings
+from sonic_bench.measure.windows import StabilityRule
 from sonic_bench.metrics.recording import MetricsOptions
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
@@ -99,3 +100,30 @@ def test_perf_analyzer_with_shared_memory_stays_small_and_leaves_no_region(serve
     assert run.results[0].row["inferences_per_s"] > 0
     assert not list(SHM_FOLDER.glob(f"{INPUT_NAME}_*"))
     assert not list(SHM_FOLDER.glob("em_trk_none_netout*"))
+
+
+def test_a_level_perf_analyzer_cannot_stabilize_keeps_its_windows_and_says_so(server, tmp_path):
+    """perf_analyzer writes no report for a level it cannot stabilize; the level is kept
+    as the native engine keeps one, from its last windows, and marked unstable."""
+    never_stable = MeasurementSettings(
+        window_s=0.5, warmup_s=0.2, max_windows=3, rule=StabilityRule(tolerance=1e-5)
+    )
+    plan = SweepPlan(
+        configurations([64], "off", model=MODEL_CALIBRATION),
+        levels([1]),
+        never_stable,
+        pool_batches=2,
+        results=tmp_path,
+        engine="perf_analyzer",
+    )
+    (run,) = run_sweep(
+        plan, Target(url=server.http_url, protocol="http"), MetricsOptions(mode="off")
+    )
+    (level,) = run.results
+    assert level.row["stable"] is False
+    assert level.row["inferences_per_s"] > 0 and level.row["latency_ms_avg"] > 0
+    per_request = level.row["inferences_per_s"] / level.row["requests_per_s"]
+    assert per_request == pytest.approx(level.row["batch_size"])
+    assert any("no stable measurement in 3 windows" in w for w in level.warnings)
+    saved = read_run(run.folder)
+    assert any("no stable measurement" in w for w in saved.manifest.warnings)

@@ -27,7 +27,7 @@ from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import Level, MeasurementSettings
 from sonic_bench.measure.windows import Stability
 from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
-from sonic_bench.perf_analyzer.report import read_report, to_step
+from sonic_bench.perf_analyzer.report import read_passes, read_report, to_step, unstable_step
 from sonic_bench.process import Leftovers, LeftoversGuard
 from sonic_bench.results.schema import iso_utc
 from sonic_bench.triton.client import Endpoint
@@ -113,6 +113,7 @@ def command(
         "-s", f"{settings.rule.tolerance * 100:g}",
         "-f", str(report),
         "--verbose-csv",
+        "-v",  # its windows, for a level that never becomes stable (no report then)
     ]  # fmt: skip
     if settings.rule.latency == "p99":
         args += ["--percentile", "99"]
@@ -195,7 +196,12 @@ def measure_level(
         (measured,) = read_report(report)
         row.update(to_step(measured, batch_size))
     else:
-        warnings.append(f"{level.label}: perf_analyzer found no stable measurement")
+        passes = read_passes(output)
+        row.update(unstable_step(passes, batch_size))
+        warnings.append(
+            f"{level.label}: perf_analyzer found no stable measurement in {len(passes)} "
+            "windows: its last windows' throughput and mean latency are reported"
+        )
     server = stats.snapshot() - before if stats and before else None
     if server is not None:
         row["server_batch_avg"] = server.as_row().get("server_batch_avg")

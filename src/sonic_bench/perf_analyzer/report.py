@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -82,6 +83,37 @@ def to_step(row: dict[str, float], batch_size: float) -> dict[str, float]:
     if "Request Rate" in row:
         step["rate"] = row["Request Rate"]
     return step
+
+
+# One measurement window as `perf_analyzer -v` prints it.
+PASS_LINE = re.compile(
+    r"Pass \[\d+\] throughput: (?P<throughput>[0-9.eE+-]+) infer/sec\. "
+    r"Avg latency: (?P<latency>[0-9.eE+-]+) usec"
+)
+# perf_analyzer judges stability on its last three windows.
+STABILITY_WINDOWS = 3
+
+
+def read_passes(output: str) -> list[tuple[float, float]]:
+    """(inferences/s, average latency in us) of each window `perf_analyzer -v` printed."""
+    return [(float(m["throughput"]), float(m["latency"])) for m in PASS_LINE.finditer(output)]
+
+
+def unstable_step(passes: Sequence[tuple[float, float]], batch_size: float) -> dict[str, float]:
+    """A steps.csv row from the last windows of a level that never became stable, as the
+    native engine reports such a level: perf_analyzer writes no report for it, and its
+    windows give only throughput and mean latency (the percentiles stay empty)."""
+    last = passes[-STABILITY_WINDOWS:]
+    if not last:
+        return {}
+    throughput = sum(t for t, _ in last) / len(last)
+    latency_us = sum(lat for _, lat in last) / len(last)
+    return {
+        "inferences_per_s": throughput,
+        "requests_per_s": throughput / batch_size,
+        "batch_size": batch_size,
+        "latency_ms_avg": latency_us * 1e-3,
+    }
 
 
 def _us(value: object, factor: float = 1.0) -> str:
