@@ -2,7 +2,9 @@
 
 Same embedded server, same model, same realistic patches and levels, engines interleaved
 trial by trial (native, perf_analyzer, native, ...) so the machine's noise falls on
-both. Per transport, batch and concurrency: throughput ratio native / perf_analyzer
+both. Both send the same requests: every one of the average batch size
+(`--uniform-batches`), since perf_analyzer cannot send the realistic mix (whose large
+HTTP requests cross the 16 MiB where Triton's HTTP server slows down). Per transport, batch and concurrency: throughput ratio native / perf_analyzer
 (median of the trials) and, at concurrency 1, the p50 latency ratio.
 
     .venv/bin/python bench/vs_perf_analyzer.py [--transports grpc,http,shm]
@@ -43,6 +45,7 @@ def sweep(server, transport: str, model: str, setting: int, counts, engine: str,
         results=root,
         label=f"{engine}-{transport}",
         engine=engine,  # type: ignore[arg-type]
+        uniform_batches=True,
     )
     target = Target(url=url, protocol=protocol, shared_memory=shared_memory)
     (run,) = run_sweep(plan, target, MetricsOptions(mode="off"))

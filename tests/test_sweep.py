@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import os
 import signal
 import subprocess
@@ -12,10 +14,11 @@ import numpy as np
 import pytest
 from helpers import ROOT, server_config
 
+from sonic_bench.cli import main
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
-from sonic_bench.results.store import read_run
+from sonic_bench.results.store import REQUESTS, read_run
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, InferError
 from sonic_bench.triton.server import EmbeddedServer
 from sonic_bench.triton.stats import StatsReader
@@ -119,3 +122,32 @@ def test_killing_the_server_mid_sweep_keeps_finished_levels(repository, tmp_path
     run = read_run(folder)
     assert run.manifest.status == "partial"
     assert len(run.steps) >= 1 and int(run.steps[0]["requests"]) > 0
+
+
+def _http_sweep(server, tmp_path, *extra: str):
+    code = main(
+        ["sweep", "--url", server.http_url, "--protocol", "http", "--model", MODEL_CALIBRATION,
+         "--batch", "large", "--concurrency", "1", "--pool-batches", "6", "--window", "0.3",
+         "--warmup", "0.1", "--max-windows", "2", "--metrics", "off",
+         "--results", str(tmp_path), *extra]
+    )  # fmt: skip
+    assert code == 0
+    (folder,) = tmp_path.iterdir()
+    with gzip.open(folder / REQUESTS, "rt", newline="") as f:
+        sizes = {int(row["batch_size"]) for row in csv.DictReader(f)}
+    return read_run(folder).manifest, sizes
+
+
+def test_uniform_batches_send_perf_analyzers_requests_and_large_http_ones_are_flagged(
+    server, tmp_path
+):
+    """The realistic large mix has HTTP requests over 16 MiB, which Triton receives
+    slower (said, as a warning); --uniform-batches sends every one at the average size,
+    as perf_analyzer does, and says so in the manifest."""
+    realistic, sizes = _http_sweep(server, tmp_path / "realistic")
+    assert not realistic.workload.uniform_batches and len(sizes) > 1
+    assert any("HTTP requests carry over 16 MiB" in w for w in realistic.warnings)
+    uniform, sizes = _http_sweep(server, tmp_path / "uniform", "--uniform-batches")
+    assert uniform.workload.uniform_batches
+    assert sizes == {round(uniform.workload.avg_batch_size)}
+    assert not any("16 MiB" in w for w in uniform.warnings)

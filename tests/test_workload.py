@@ -21,6 +21,7 @@ from sonic_bench.workload.dataset import Dataset, write_dataset
 from sonic_bench.workload.detector import N_CHANNELS, PLANES
 from sonic_bench.workload.event import simulate_event
 from sonic_bench.workload.patches import HALF
+from sonic_bench.workload.pool import uniform_batches
 from sonic_bench.workload.readout import GAIN_ADC_TICK_PER_MEV, deposits_in_apa, read_out_plane
 
 FULL_EVENTS = 3
@@ -183,3 +184,10 @@ def test_corrupt_member_is_one_clear_error(dataset_file, tmp_path):
 def test_missing_dataset_names_the_file(tmp_path):
     with pytest.raises(SonicBenchError, match=r"nothing\.sbwl not found"):
         Dataset(tmp_path / "nothing.sbwl")
+
+
+def test_uniform_batches_take_perf_analyzers_consecutive_patches():
+    """As perf_analyzer's -b fills a batch from its input data: in turn, wrapping around."""
+    batches = [np.arange(5)[:, None], np.arange(5, 7)[:, None]]
+    uniform = uniform_batches(batches, 4)
+    assert [b[:, 0].tolist() for b in uniform] == [[0, 1, 2, 3], [4, 5, 6, 0]]

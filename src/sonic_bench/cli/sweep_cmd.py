@@ -89,6 +89,12 @@ def register(commands) -> None:
     workload = parser.add_argument_group("workload")
     workload.add_argument("--seed", type=int, default=DEFAULT_SEED)
     workload.add_argument("--pool-batches", type=int, default=24, help="batches replayed")
+    workload.add_argument(
+        "--uniform-batches",
+        action="store_true",
+        help="every request of the average batch size, as perf_analyzer's -b sends (a "
+        "like-for-like cross-check with --engine perf_analyzer), not the realistic mix",
+    )
     add_metrics_options(parser)
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--label", default="sweep")
@@ -117,6 +123,7 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
         label=args.label,
         engine=args.engine,
         latency_budget_ms=args.latency_budget,
+        uniform_batches=args.uniform_batches,
     )
 
 

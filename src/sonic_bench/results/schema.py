@@ -140,6 +140,8 @@ class WorkloadInfo:
     avg_batch_size: float
     patches_per_event: int
     event_scale: float = 1.0
+    # Every request of avg_batch_size patches (perf_analyzer's -b), not the realistic mix.
+    uniform_batches: bool = False
 
     @property
     def first_setting(self) -> int:

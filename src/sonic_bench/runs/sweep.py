@@ -43,8 +43,9 @@ from sonic_bench.runs.progress import JobProgress
 from sonic_bench.runs.search import LatencyBudgetSearch
 from sonic_bench.runs.target import Target, reach
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
+from sonic_bench.triton.http_raw import slow_body_warning
 from sonic_bench.triton.stats import StatsReader
-from sonic_bench.workload.pool import BatchPool, simulated_pool
+from sonic_bench.workload.pool import BatchPool, simulated_pool, uniform_batches
 
 DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
 Engine = Literal["native", "perf_analyzer"]
@@ -108,6 +109,13 @@ class SweepPlan:
     label: str = "sweep"
     engine: Engine = "native"  # or NVIDIA's perf_analyzer, on the same levels and patches
     latency_budget_ms: float | None = None  # search the levels' range for the most load
+    # Every request of the average batch size, as perf_analyzer sends: a like-for-like
+    # cross-check of the two engines (perf_analyzer cannot send the realistic mix).
+    uniform_batches: bool = False
+
+    @property
+    def sends_uniform_batches(self) -> bool:
+        return self.uniform_batches or self.engine == "perf_analyzer"
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
@@ -237,6 +245,7 @@ def _manifest(
             batch_size_setting=config.setting,
             avg_batch_size=average,
             patches_per_event=round(pool.patches_per_event),
+            uniform_batches=plan.sends_uniform_batches,
         ),
         load=LoadInfo(
             mode="open" if open_loop else "closed",
@@ -263,8 +272,11 @@ def _sweep_one(
 ) -> SweepRun:
     server_info = check_server(endpoint, config.model)
     sent = pool.sample(plan.pool_batches)
-    batches = EncodedBatches([b.patches for b in sent])
     average = sum(b.size for b in sent) / len(sent)
+    arrays = [b.patches for b in sent]
+    if plan.sends_uniform_batches:
+        arrays = uniform_batches(arrays, round(average))
+    batches = EncodedBatches(arrays)
     stats = StatsReader(endpoint, config.model)
     reference = None
     if plan.reference_seconds:
@@ -274,11 +286,16 @@ def _sweep_one(
     hooks.progress(
         f"sweep {config.model}, batch ~{average:.0f} ({config.setting}), {endpoint.protocol}"
         + (", perf_analyzer" if plan.engine == "perf_analyzer" else "")
+        + (", every request that size" if plan.sends_uniform_batches else "")
     )
     manifest = _manifest(plan, endpoint, config, pool, average, server_info)
     with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
         owned.enter_context(batches)  # its shared-memory regions, if any, go at the end
         writer.update(metrics=metrics.info())
+        slow = None if endpoint.protocol != "http" or endpoint.shared_memory else arrays
+        if slow and (message := slow_body_warning(slow)):
+            hooks.warning(message)
+            writer.warn(message)
         if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end
             workdir = Path(owned.enter_context(tempfile.TemporaryDirectory(prefix="sonic-pa-")))
             data = write_input_data(
