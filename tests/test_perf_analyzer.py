@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import ROOT
@@ -127,3 +129,15 @@ def test_a_level_perf_analyzer_cannot_stabilize_keeps_its_windows_and_says_so(se
     assert any("no stable measurement in 3 windows" in w for w in level.warnings)
     saved = read_run(run.folder)
     assert any("no stable measurement" in w for w in saved.manifest.warnings)
+
+
+def test_perf_analyzer_shared_memory_that_would_not_fit_is_refused(monkeypatch, tmp_path):
+    """One batch-sized region per replayed batch: a /dev/shm too small for them is one
+    clear error before perf_analyzer starts, not a machine out of memory."""
+    monkeypatch.setattr(
+        engine.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(0, 0, 10**6)
+    )
+    batches = [np.zeros((100, 48, 48, 1), np.float32)] * 4
+    with pytest.raises(SonicBenchError, match=r"needs 0\.0 GB of /dev/shm .* fewer --pool-batches"):
+        engine.write_input_data(batches, tmp_path / "in.json", 100, shared_memory=True)
+    assert not (tmp_path / "in.json").exists()
