@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -24,6 +23,7 @@ from tritonclient.utils import InferenceServerException
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model.emtrackmichel import MICHEL_OUTPUT, TRACK_EM_OUTPUT
 from sonic_bench.triton.grpc_raw import (
+    GrpcCallError,
     RawInferChannel,
     serialized_requests,
     shared_memory_requests,
@@ -108,11 +108,6 @@ def check_server(endpoint: Endpoint, model: str) -> dict:
         metadata = client.get_server_metadata(headers=endpoint.headers)
         config = client.get_model_config(model, headers=endpoint.headers)
     return {"triton_version": metadata.get("version"), "model_config": config}
-
-
-def _short_details(error: grpc.RpcError) -> str:
-    details = error.details() if hasattr(error, "details") else str(error)
-    return (details or "").strip().splitlines()[0] if details else type(error).__name__
 
 
 def _short(error: Exception) -> str:
@@ -227,9 +222,9 @@ class InferClient:
             raise
         except HttpInferError as e:
             raise InferError(_short(e)) from None
-        except grpc.RpcError as e:
-            raise InferError(f"{e.code().name}: {_short_details(e)}") from None
-        except Exception as e:  # socket and gRPC transport errors
+        except GrpcCallError as e:
+            raise InferError(str(e)) from None
+        except Exception as e:  # socket and HTTP/2 errors
             raise InferError(f"{type(e).__name__}: {_short(e)}") from None
         return self.batches.sizes[index]
 

@@ -1,35 +1,44 @@
-"""ModelInfer over gRPC with each request serialized once, on a channel per worker.
+"""ModelInfer over gRPC with each request serialized once, on a connection per worker.
 
 tritonclient's `infer()` builds and serializes the protobuf of a 15 MB request on every
 call and shares nothing between calls; with the GIL that is where a Python client spends
 its time on fast (transport-bound) work. perf_analyzer prepares its requests once; so do
-we: the ModelInferRequest of every batch is serialized when the batches are encoded, and
-the channel sends those bytes as they are (no request serializer).
+we: the ModelInferRequest of every batch is serialized, and framed as a gRPC message,
+when the batches are encoded. Even then grpc's Python API costs ~170 us of CPU per call,
+more than the server takes to answer a shared-memory request, so the call itself goes
+over this module's own HTTP/2 connection (`http2`): a unary gRPC call is one request
+stream with a header block built once and the framed message, answered by headers, one
+message and trailers carrying grpc-status.
 """
 
 from __future__ import annotations
 
+import ssl as ssl_module
+import struct
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.triton.http2 import Http2Connection
 from sonic_bench.triton.shared_memory import Placement
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
-# 1693 patches are 15.6 MB; gRPC's default limit is 4 MB.
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-]
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def grpc_message(serialized: bytes) -> bytes:
+    """A message as gRPC frames it on the wire: not compressed, its length, its bytes."""
+    return struct.pack(">BI", 0, len(serialized)) + serialized
 
 
 def serialized_requests(
     model: str, batches: Sequence[np.ndarray], outputs: Sequence[str]
 ) -> list[bytes]:
-    """One serialized ModelInferRequest per batch (FP32 input, raw contents)."""
+    """One ModelInferRequest per batch (FP32 input, raw contents), serialized and framed."""
     requests = []
     for batch in batches:
         request = service_pb2.ModelInferRequest(model_name=model)
@@ -38,7 +47,7 @@ def serialized_requests(
         for name in outputs:
             request.outputs.add(name=name)
         request.raw_input_contents.append(np.ascontiguousarray(batch, np.float32).tobytes())
-        requests.append(request.SerializeToString())
+        requests.append(grpc_message(request.SerializeToString()))
     return requests
 
 
@@ -48,8 +57,9 @@ def shared_memory_requests(
     inputs: Sequence[Placement],
     outputs: Sequence[Sequence[tuple[str, Placement]]],
 ) -> list[bytes]:
-    """One serialized ModelInferRequest per batch whose input and outputs lie in system
-    shared memory: the request names regions, offsets and sizes, and carries no data."""
+    """One ModelInferRequest per batch whose input and outputs lie in system shared
+    memory (serialized and framed): it names regions, offsets and sizes, and carries no
+    data."""
     requests = []
     for shape, placed, answers in zip(shapes, inputs, outputs, strict=True):
         request = service_pb2.ModelInferRequest(model_name=model)
@@ -58,7 +68,7 @@ def shared_memory_requests(
         _place(tensor.parameters, placed)
         for name, where in answers:
             _place(request.outputs.add(name=name).parameters, where)
-        requests.append(request.SerializeToString())
+        requests.append(grpc_message(request.SerializeToString()))
     return requests
 
 
@@ -68,27 +78,53 @@ def _place(parameters, where: Placement) -> None:
     parameters["shared_memory_byte_size"].int64_param = where.byte_size
 
 
+class GrpcCallError(Exception):
+    """The call ended with a gRPC status other than OK: its name and message."""
+
+    def __init__(self, code: str, details: str):
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
 class RawInferChannel:
-    """One worker's channel; `infer(request_bytes)` returns the parsed response."""
+    """One worker's connection; `infer(framed_request)` returns the parsed response."""
 
     def __init__(self, url: str, ssl: bool, headers: dict[str, str], timeout_s: float):
-        target = url.split("://", 1)[-1]
+        target = url.split("://", 1)[-1].rstrip("/")
+        host, _, port = target.rpartition(":")
+        address = (host, int(port)) if host else (target, 443 if ssl else 80)
+        tls = None
         if ssl:
-            self._channel = grpc.secure_channel(
-                target, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
-            )
-        else:
-            self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self._call = self._channel.unary_unary(
-            METHOD,
-            request_serializer=None,  # the bytes are the serialized request
-            response_deserializer=service_pb2.ModelInferResponse.FromString,
+            tls = ssl_module.create_default_context()
+            tls.set_alpn_protocols(["h2"])
+        self._connection = Http2Connection(address, tls, timeout_s)
+        self._header_block = Http2Connection.encode_headers(
+            [
+                (":method", "POST"),
+                (":scheme", "https" if ssl else "http"),
+                (":path", METHOD),
+                (":authority", target),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("grpc-timeout", f"{max(1, round(timeout_s))}S"),
+                *((k.lower(), v) for k, v in headers.items()),
+            ]
         )
-        self._metadata = tuple((k.lower(), v) for k, v in headers.items()) or None
-        self._timeout_s = timeout_s
 
     def infer(self, request: bytes) -> service_pb2.ModelInferResponse:
-        return self._call(request, timeout=self._timeout_s, metadata=self._metadata)
+        answer = self._connection.request(self._header_block, request)
+        status = answer.headers.get(b"grpc-status")
+        if status is None:
+            http = answer.headers.get(b":status", b"?").decode()
+            raise GrpcCallError("UNKNOWN", f"no grpc-status in the answer (HTTP {http})")
+        if status != b"0":
+            code = STATUS_NAMES.get(int(status), f"status {status.decode()}")
+            message = unquote(answer.headers.get(b"grpc-message", b"").decode())
+            raise GrpcCallError(code, message.strip().splitlines()[0] if message else code)
+        if len(answer.data) < 5 or answer.data[0] != 0:
+            raise GrpcCallError("INTERNAL", "the answer has no uncompressed message")
+        return service_pb2.ModelInferResponse.FromString(answer.data[5:])
 
     def close(self) -> None:
-        self._channel.close()
+        self._connection.close()
