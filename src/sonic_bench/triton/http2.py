@@ -51,6 +51,7 @@ PRIORITY = 0x20
 SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
 SETTINGS_MAX_FRAME_SIZE = 0x5
+CANCEL = struct.pack(">I", 0x8)  # RST_STREAM's error code
 
 
 class StreamReset(Exception):
@@ -161,9 +162,12 @@ class Http2Connection:
             self._flush(pending)
             if sent < len(body):  # out of window: the peer's WINDOW_UPDATE comes next
                 self._process(self._read_frame(), stream)
-        # An answer that came before the whole request went (an early error) ends it too.
         while not stream.done:
             self._process(self._read_frame(), stream)
+        if sent < len(body):
+            # Answered before the whole request went (an early error): we stop sending,
+            # and say so, so that the server does not wait for the rest.
+            self._socket.sendall(frame(Frame.RST_STREAM, 0, stream.id, CANCEL))
         return Response(stream.headers, b"".join(stream.data))
 
     def _queue_data(
