@@ -1,8 +1,8 @@
 """The native engine side by side with NVIDIA's perf_analyzer (issue 13).
 
 Same embedded server, same model, same realistic patches and levels, engines interleaved
-trial by trial (native, perf_analyzer, native, ...) so the machine's noise falls on
-both. Both send the same requests: every one of the average batch size
+level by level (native c1, perf_analyzer c1, native c2, ...) so the machine's noise falls
+on both. Both send the same requests: every one of the average batch size
 (`--uniform-batches`), since perf_analyzer cannot send the realistic mix (whose large
 HTTP requests cross the 16 MiB where Triton's HTTP server slows down), and both replay
 the same number of batches (with shared memory, that much memory is read). Per
@@ -13,7 +13,9 @@ trials) and, at concurrency 1, the p50 latency ratio.
         [--batches small,large] [--concurrency 1,2,4,8] [--trials 3] [--real-model]
 
 Targets: throughput ratio >= 0.95 at every level on the calibration model, p50 at
-concurrency 1 within 10%; on EmTrackMichelId (--real-model) the engines agree within 5%.
+concurrency 1 at most 10% above perf_analyzer's (shown signed: where perf_analyzer's own
+client is the slower one the native p50 is lower); on EmTrackMichelId (--real-model)
+the engines agree within 5%.
 """
 
 from __future__ import annotations
@@ -68,6 +70,29 @@ def _median(trials: list[dict], concurrency: int, column: str = "latency_ms_p50"
     return statistics.median(finite) if finite else math.nan
 
 
+def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
+    for c in counts:
+        ours = [t[c].get("inferences_per_s", 0.0) for t in native]
+        theirs = [t[c].get("inferences_per_s", 0.0) for t in reference]
+        print(f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} inf/s")
+        if real_model:
+            ratio = statistics.median(ours) / statistics.median(theirs)
+            figures.value(f"{name} c{c} within 5%: |native / perf_analyzer - 1|",
+                          abs(ratio - 1), 0.05, "{:.3f}", True)  # fmt: skip
+        else:
+            figures.ratio(f"{name} c{c}: native / perf_analyzer", ours, theirs, 0.95)
+    # The harness must not add latency; lower than perf_analyzer's (its gRPC client
+    # re-serializes a 15 MB request on every call) is shown, not held against it.
+    ratio = _median(native, counts[0]) / _median(reference, counts[0])
+    figures.value(
+        f"{name} c{counts[0]}: p50 native / perf_analyzer - 1 (signed)",
+        ratio - 1,
+        0.10,
+        "{:+.3f}",
+        lower_is_better=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transports", default="grpc")
@@ -83,34 +108,22 @@ def main() -> None:
         for transport in args.transports.split(","):
             for batch in args.batches.split(","):
                 setting = parse_batch_setting(batch)
-                native, reference = [], []
+                # Level by level, native then perf_analyzer, so that the machine's slow
+                # phases (this shared machine has them, minutes long) fall on both.
+                native: list[dict] = []
+                reference: list[dict] = []
                 for trial in range(args.trials):
                     root = Path(tmp) / f"{transport}-{batch}-{trial}"
-                    native.append(sweep(server, transport, model, setting, counts, "native", root))
-                    reference.append(
-                        sweep(server, transport, model, setting, counts, "perf_analyzer", root)
-                    )
-                for c in counts:
-                    ours = [t[c].get("inferences_per_s", 0.0) for t in native]
-                    theirs = [t[c].get("inferences_per_s", 0.0) for t in reference]
-                    name = f"{transport} {model} batch {batch} c{c}: native / perf_analyzer"
-                    print(
-                        f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f}"
-                        " inf/s"
-                    )
-                    if args.real_model:
-                        ratio = statistics.median(ours) / statistics.median(theirs)
-                        figures.value(f"{name} (within 5%)", abs(ratio - 1), 0.05, "{:.3f}", True)
-                    else:
-                        figures.ratio(name, ours, theirs, 0.95)
-                ratio = _median(native, counts[0]) / _median(reference, counts[0])
-                figures.value(
-                    f"{transport} batch {batch} c{counts[0]}: p50 native / perf_analyzer - 1",
-                    abs(ratio - 1),
-                    0.10,
-                    "{:.3f}",
-                    lower_is_better=True,
-                )
+                    ours_now, theirs_now = {}, {}
+                    for c in counts:
+                        ours_now |= sweep(server, transport, model, setting, [c], "native", root)
+                        theirs_now |= sweep(
+                            server, transport, model, setting, [c], "perf_analyzer", root
+                        )
+                    native.append(ours_now)
+                    reference.append(theirs_now)
+                _judge(figures, f"{transport} {model} batch {batch}", native, reference, counts,
+                       args.real_model)  # fmt: skip
     figures.exit()
 
 
