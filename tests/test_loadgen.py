@@ -120,3 +120,19 @@ def test_bad_options_are_one_clear_error(server, tmp_path, bad):
     assert done.returncode != 0
     assert "sonic-bench:" in done.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_staircase_off_ends_at_run_time_over_grpc(server, tmp_path):
+    """With --staircase off, -u/-r/-t drive the test (headless Locust would otherwise
+    wait for the shape forever); the users' gRPC goes through the engine's own HTTP/2
+    connection under gevent."""
+    command = locust_command(
+        server, tmp_path, "--model", MODEL_CALIBRATION, "--staircase", "off",
+        "-u", "2", "-r", "2", "-t", "4s", "--protocol", "grpc", "--url", server.grpc_url,
+    )  # fmt: skip
+    done = run_locust(command, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = only_run(tmp_path)
+    assert read_run(folder).manifest.status == "complete"
+    requests = read_requests(folder)
+    assert requests and all(r["ok"] == "1" for r in requests)

@@ -32,6 +32,11 @@ class StaircaseShape(LoadTestShape):
         staircase = state.options.staircase_schedule()
         if staircase is None:
             parsed = environment.parsed_options
+            # Headless Locust applies -t only once a shape has ended: end it here, on the
+            # clock that starts when the recording does (the workload is built first).
+            recording = state.recorder is not None
+            if parsed.run_time and recording and self.get_run_time() >= parsed.run_time:
+                return None
             return parsed.num_users or 1, parsed.spawn_rate or SPAWN_RATE
         elapsed = self.get_run_time()
         users = staircase.target(elapsed)
