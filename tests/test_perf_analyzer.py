@@ -83,23 +83,30 @@ def test_export_round_trips_through_pandas_with_perf_analyzers_columns(tmp_path,
         assert p99_us.iloc[0] == pytest.approx(float(step["latency_ms_p99"]) * 1000, abs=1)
 
 
+def _one_perf_analyzer_level(target, setting, settings, pool_batches, results):
+    """perf_analyzer's measurement of the calibration model at concurrency 1."""
+    plan = SweepPlan(
+        configurations([setting], "off", model=MODEL_CALIBRATION),
+        levels([1]),
+        settings,
+        pool_batches=pool_batches,
+        results=results,
+        engine="perf_analyzer",
+    )
+    (run,) = run_sweep(plan, target, MetricsOptions(mode="off"))
+    (level,) = run.results
+    return level
+
+
 def test_perf_analyzer_with_shared_memory_stays_small_and_leaves_no_region(server, tmp_path):
     """With --shared-memory system perf_analyzer makes a batch-sized region per input
     entry: the engine gives it few entries, and removes whatever regions it leaves (here
     one planted as a perf_analyzer killed mid-run would leave it)."""
     stale = SHM_FOLDER / f"{INPUT_NAME}_0_999"
     stale.write_bytes(b"left by a killed perf_analyzer")
-    plan = SweepPlan(
-        configurations([2300], "off", model=MODEL_CALIBRATION),
-        levels([1]),
-        SETTINGS,
-        pool_batches=8,
-        results=tmp_path,
-        engine="perf_analyzer",
-    )
     target = Target(url=server.http_url, protocol="http", shared_memory=True)
-    (run,) = run_sweep(plan, target, MetricsOptions(mode="off"))
-    assert run.results[0].row["inferences_per_s"] > 0
+    level = _one_perf_analyzer_level(target, 2300, SETTINGS, 8, tmp_path)
+    assert level.row["inferences_per_s"] > 0
     assert not list(SHM_FOLDER.glob(f"{INPUT_NAME}_*"))
     assert not list(SHM_FOLDER.glob("em_trk_none_netout*"))
 
@@ -110,24 +117,15 @@ def test_a_level_perf_analyzer_cannot_stabilize_keeps_its_windows_and_says_so(se
     never_stable = MeasurementSettings(
         window_s=0.5, warmup_s=0.2, max_windows=3, rule=StabilityRule(tolerance=1e-5)
     )
-    plan = SweepPlan(
-        configurations([64], "off", model=MODEL_CALIBRATION),
-        levels([1]),
-        never_stable,
-        pool_batches=2,
-        results=tmp_path,
-        engine="perf_analyzer",
-    )
-    (run,) = run_sweep(
-        plan, Target(url=server.http_url, protocol="http"), MetricsOptions(mode="off")
-    )
-    (level,) = run.results
+    target = Target(url=server.http_url, protocol="http")
+    level = _one_perf_analyzer_level(target, 64, never_stable, 2, tmp_path)
     assert level.row["stable"] is False
     assert level.row["inferences_per_s"] > 0 and level.row["latency_ms_avg"] > 0
     per_request = level.row["inferences_per_s"] / level.row["requests_per_s"]
     assert per_request == pytest.approx(level.row["batch_size"])
     assert any("no stable measurement in 3 windows" in w for w in level.warnings)
-    saved = read_run(run.folder)
+    (folder,) = tmp_path.iterdir()
+    saved = read_run(folder)
     assert any("no stable measurement" in w for w in saved.manifest.warnings)
 
 

@@ -292,8 +292,8 @@ def _sweep_one(
     with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
         owned.enter_context(batches)  # its shared-memory regions, if any, go at the end
         writer.update(metrics=metrics.info())
-        slow = None if endpoint.protocol != "http" or endpoint.shared_memory else arrays
-        if slow and (message := slow_body_warning(slow)):
+        in_band_http = endpoint.protocol == "http" and not endpoint.shared_memory
+        if in_band_http and (message := slow_body_warning(arrays)):
             hooks.warning(message)
             writer.warn(message)
         if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end

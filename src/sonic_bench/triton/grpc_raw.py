@@ -25,6 +25,7 @@ from tritonclient.grpc import service_pb2
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.triton.http2 import Http2Connection
 from sonic_bench.triton.shared_memory import Placement
+from sonic_bench.triton.sockets import address_of, target_of
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -91,14 +92,12 @@ class RawInferChannel:
     """One worker's connection; `infer(framed_request)` returns the parsed response."""
 
     def __init__(self, url: str, ssl: bool, headers: dict[str, str], timeout_s: float):
-        target = url.split("://", 1)[-1].rstrip("/")
-        host, _, port = target.rpartition(":")
-        address = (host, int(port)) if host else (target, 443 if ssl else 80)
+        target = target_of(url)
         tls = None
         if ssl:
             tls = ssl_module.create_default_context()
             tls.set_alpn_protocols(["h2"])
-        self._connection = Http2Connection(address, tls, timeout_s)
+        self._connection = Http2Connection(address_of(url, ssl), tls, timeout_s)
         self._header_block = Http2Connection.encode_headers(
             [
                 (":method", "POST"),

@@ -24,6 +24,8 @@ from enum import IntEnum
 
 import hpack
 
+from sonic_bench.triton.sockets import connect
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 65_535
@@ -125,13 +127,10 @@ class Http2Connection:
             self._socket = None
 
     def _connect(self) -> None:
-        sock = socket.create_connection(self._address, timeout=self._timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_hostname=self._address[0])
-            if sock.selected_alpn_protocol() != "h2":
-                sock.close()
-                raise ConnectionError("the server did not agree to HTTP/2 over TLS (ALPN)")
+        sock = connect(self._address, self._tls, self._timeout_s)
+        if self._tls is not None and sock.selected_alpn_protocol() != "h2":
+            sock.close()
+            raise ConnectionError("the server did not agree to HTTP/2 over TLS (ALPN)")
         self._socket = sock
         self._buffer.clear()
         self._decoder = hpack.Decoder()

@@ -22,6 +22,7 @@ import numpy as np
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.triton.shared_memory import Placement
+from sonic_bench.triton.sockets import address_of, connect, target_of
 
 HEADER_LENGTH = b"inference-header-content-length"
 MAX_LINE_BYTES = 64 * 1024
@@ -120,14 +121,12 @@ class RawHttpConnection:
     """One worker's keep-alive connection to POST /v2/models/MODEL/infer."""
 
     def __init__(self, url: str, model: str, ssl: bool, headers: dict[str, str], timeout_s: float):
-        address = url.split("://", 1)[-1].rstrip("/")
-        host, _, port = address.rpartition(":")
-        self._address = (host, int(port)) if host else (address, 443 if ssl else 80)
+        self._address = address_of(url, ssl)
         self._tls = ssl_module.create_default_context() if ssl else None
         self._timeout_s = timeout_s
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._head_prefix = (
-            f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {address}\r\n"
+            f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {target_of(url)}\r\n"
             f"Content-Type: application/octet-stream\r\n{extra}"
         ).encode()
         self._heads: dict[int, bytes] = {}  # per request body, built once
@@ -135,10 +134,7 @@ class RawHttpConnection:
         self._reader = None
 
     def _connect(self) -> None:
-        sock = socket.create_connection(self._address, timeout=self._timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_hostname=self._address[0])
+        sock = connect(self._address, self._tls, self._timeout_s)
         self._socket, self._reader = sock, sock.makefile("rb")
 
     def _head(self, request: RequestBody) -> bytes:
