@@ -58,7 +58,7 @@ def test_a_broken_connection_fails_one_request_and_the_next_reconnects(server, p
     client = InferClient(Endpoint(server.grpc_url), MODEL_CALIBRATION, batches)
     try:
         assert client.infer(0) == 4
-        client._raw._connection._socket.shutdown(socket.SHUT_RDWR)
+        client._raw.connection.socket.shutdown(socket.SHUT_RDWR)
         with pytest.raises(InferError):
             client.infer(0)
         assert client.infer(0) == 4

@@ -226,8 +226,8 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
         windows.append(current)
         t = end
         if current.requests == 0 and current.errors > 0:
-            failed = next(r for r in reversed(driver.log.records()) if not r.ok)
-            raise ServerUnavailable(f"{level.label}: every request failed: {failed.error}")
+            failed = driver.log.last_error()
+            raise ServerUnavailable(f"{level.label}: every request failed: {failed}")
         stability = assess(windows, settings.rule)
         hooks.window(level, current, stability)
         if stability is Stability.STABLE:
@@ -251,9 +251,10 @@ def _window_end(driver, start: float, end: float, settings: MeasurementSettings,
         return end
     limit = start + max(settings.max_window_s, end - start)
     while True:
-        answered = [r.t_recv for r in driver.log.records() if r.ok and r.t_recv >= start]
+        columns = driver.log.columns()
+        answered = columns["t_recv"][columns["ok"] & (columns["t_recv"] >= start)]
         if len(answered) >= needed:
-            return max(end, sorted(answered)[needed - 1] + 1e-6)
+            return max(end, float(np.partition(answered, needed - 1)[needed - 1]) + 1e-6)
         if clock.now() >= limit:
             return clock.now()
         time.sleep(COUNT_POLL_S)

@@ -51,20 +51,58 @@ class RequestRecord:
         )
 
 
-class RequestLog:
-    """Records of one level; workers append to their own list (append is atomic)."""
+COLUMN_TYPES = {"t_recv": float, "latency_ms": float, "batch": np.int64, "ok": bool}
 
-    def __init__(self, workers: int):
-        self.per_worker: list[list[RequestRecord]] = [[] for _ in range(workers)]
+
+class RequestLog:
+    """Every request of one level. The load driver's thread appends plain tuples: cheap,
+    and left alone by the garbage collector (a record object per request made its full
+    collections walk every request of the level while measuring). Read as columns, each
+    row converted once: the windows read the log many times a level."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []  # RequestRecord's fields, in order
+        self._converted = 0
+        self._columns = {name: np.empty(0, kind) for name, kind in COLUMN_TYPES.items()}
+
+    def append(
+        self,
+        worker: int,
+        t_scheduled: float,
+        t_send: float,
+        t_recv: float,
+        batch_size: int,
+        error: str | None = None,
+    ) -> None:
+        self._rows.append((worker, t_scheduled, t_send, t_recv, batch_size, error))
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def records(self) -> list[RequestRecord]:
-        return [r for rows in self.per_worker for r in list(rows)]
+        return [RequestRecord(*row) for row in self._rows[: len(self._rows)]]
+
+    def last_error(self) -> str | None:
+        for row in reversed(self._rows[: len(self._rows)]):
+            if row[5] is not None:
+                return row[5]
+        return None
 
     def columns(self) -> dict[str, np.ndarray]:
-        rows = self.records()
-        return {
-            "t_recv": np.array([r.t_recv for r in rows], dtype=float),
-            "latency_ms": np.array([r.latency_ms for r in rows], dtype=float),
-            "batch": np.array([r.batch_size for r in rows], dtype=np.int64),
-            "ok": np.array([r.ok for r in rows], dtype=bool),
-        }
+        """t_recv (s), latency_ms (from the scheduled send), batch, ok: one entry per
+        request so far."""
+        end = len(self._rows)
+        new = self._rows[self._converted : end]
+        if new:
+            scheduled = np.array([row[1] for row in new], dtype=float)
+            received = np.array([row[3] for row in new], dtype=float)
+            added = {
+                "t_recv": received,
+                "latency_ms": (received - scheduled) * 1000.0,
+                "batch": np.array([row[4] for row in new], dtype=np.int64),
+                "ok": np.array([row[5] is None for row in new], dtype=bool),
+            }
+            for name, values in added.items():
+                self._columns[name] = np.concatenate([self._columns[name], values])
+            self._converted = end
+        return dict(self._columns)

@@ -36,6 +36,7 @@ from sonic_bench.triton.http_raw import (
     shared_memory_bodies,
 )
 from sonic_bench.triton.shared_memory import SharedInputs, WorkerOutputs
+from sonic_bench.triton.sockets import Connection
 
 Protocol = Literal["grpc", "http"]
 OUTPUTS = ((TRACK_EM_OUTPUT, 3), (MICHEL_OUTPUT, 1))
@@ -172,7 +173,11 @@ class InferClient:
     Every request is prepared once and sent as bytes on a connection of the worker's own
     (`grpc_raw`, `http_raw`). With shared memory the inputs are written once into a
     region (`shared_memory`), and the requests only name where their batch lies and
-    where the worker's answers go."""
+    where the worker's answers go.
+
+    Non-blocking (`set_blocking(False)`), an event loop drives the same request in steps,
+    many clients from one thread: `begin(index)`, then `flush()` while `wants_write` and
+    `advance()` when the socket is readable, until it returns the batch size."""
 
     def __init__(self, endpoint: Endpoint, model: str, batches: EncodedBatches):
         self.endpoint = endpoint
@@ -181,6 +186,7 @@ class InferClient:
         self._shm: WorkerOutputs | None = None
         self._raw: RawInferChannel | None = None
         self._http: RawHttpConnection | None = None
+        self._index = -1  # the batch in flight
         grpc_transport = endpoint.protocol == "grpc"
         if endpoint.shared_memory:
             shared = batches.shared_inputs(endpoint)
@@ -202,30 +208,80 @@ class InferClient:
             self._raw = RawInferChannel(
                 endpoint.url, endpoint.ssl, endpoint.headers, endpoint.timeout_s
             )
+            self._connection: Connection = self._raw.connection
         else:
             self._http = RawHttpConnection(
                 endpoint.url, model, endpoint.ssl, endpoint.headers, endpoint.timeout_s
             )
+            self._connection = self._http
 
     def infer(self, index: int) -> int:
-        """Send batch `index`; returns its size. Raises InferError on failure."""
+        """Send batch `index` and wait; returns its size. Raises InferError on failure."""
         try:
             if self._raw is not None:
-                response = self._raw.infer(self._requests[index])
-                if len(response.outputs) != len(OUTPUTS):
-                    raise InferError("response has no output tensor")
+                self._check_grpc(self._raw.infer(self._requests[index]))
             else:
                 self._http.infer(self._bodies[index], len(OUTPUTS))
-            if self._shm is not None:
-                self._shm.first_output(self.batches.sizes[index])
-        except InferError:
-            raise
-        except HttpInferError as e:
-            raise InferError(_short(e)) from None
-        except GrpcCallError as e:
-            raise InferError(str(e)) from None
-        except Exception as e:  # socket and HTTP/2 errors
-            raise InferError(f"{type(e).__name__}: {_short(e)}") from None
+            return self._answered(index)
+        except Exception as e:
+            raise _infer_error(e) from None
+
+    def begin(self, index: int) -> None:
+        """Start sending batch `index` (what the socket takes now; `flush` the rest)."""
+        try:
+            self._index = index
+            if self._raw is not None:
+                self._raw.begin(self._requests[index])
+            else:
+                self._http.begin(self._bodies[index])
+            self._connection.flush()
+        except Exception as e:
+            raise _infer_error(e) from None
+
+    def flush(self) -> bool:
+        """Write more of the request; True once all of it went."""
+        try:
+            return self._connection.flush()
+        except Exception as e:
+            raise _infer_error(e) from None
+
+    def advance(self) -> int | None:
+        """Read what has arrived: the batch size once the answer is whole, else None.
+        Raises InferError on failure."""
+        try:
+            if self._raw is not None:
+                response = self._raw.advance()
+                if response is None:
+                    return None
+                self._check_grpc(response)
+            else:
+                answer = self._http.advance()
+                if answer is None:
+                    return None
+                answer.check(len(OUTPUTS))
+            return self._answered(self._index)
+        except Exception as e:
+            raise _infer_error(e) from None
+
+    @property
+    def wants_write(self) -> bool:
+        return self._connection.wants_write
+
+    def connection_key(self) -> tuple[int, int]:
+        """The connection's socket and how many it has opened: a new value means a new
+        socket, even one that reuses a closed one's file descriptor (-1 before the first)."""
+        return self._connection.fileno(), self._connection.opened
+
+    def set_blocking(self, blocking: bool) -> None:
+        self._connection.set_blocking(blocking)
+
+    def _check_grpc(self, response) -> None:
+        if len(response.outputs) != len(OUTPUTS):
+            raise InferError("response has no output tensor")
+
+    def _answered(self, index: int) -> int:
+        if self._shm is not None:
+            self._shm.first_output(self.batches.sizes[index])
         return self.batches.sizes[index]
 
     def close(self) -> None:
@@ -233,3 +289,14 @@ class InferClient:
             if connection is not None:
                 with contextlib.suppress(Exception):  # a broken one must not hide the error
                     connection.close()
+
+
+def _infer_error(error: Exception) -> InferError:
+    """Every way a request can fail, as one InferError with the reason."""
+    if isinstance(error, InferError):
+        return error
+    if isinstance(error, HttpInferError):
+        return InferError(_short(error))
+    if isinstance(error, GrpcCallError):
+        return InferError(str(error))
+    return InferError(f"{type(error).__name__}: {_short(error)}")  # socket, HTTP/2

@@ -13,6 +13,7 @@ message and trailers carrying grpc-status.
 
 from __future__ import annotations
 
+import functools
 import ssl as ssl_module
 import struct
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME
-from sonic_bench.triton.http2 import Http2Connection
+from sonic_bench.triton.http2 import Http2Connection, Response
 from sonic_bench.triton.shared_memory import Placement
 from sonic_bench.triton.sockets import address_of, target_of
 
@@ -89,15 +90,23 @@ class GrpcCallError(Exception):
 
 
 class RawInferChannel:
-    """One worker's connection; `infer(framed_request)` returns the parsed response."""
+    """One worker's connection; `infer(framed_request)` returns the parsed response. An
+    event loop drives the same call in steps: `begin`, then `flush` and `advance` (the
+    response once it is whole) on the non-blocking `connection`."""
 
-    def __init__(self, url: str, ssl: bool, headers: dict[str, str], timeout_s: float):
+    def __init__(
+        self,
+        url: str,
+        ssl: bool,
+        headers: dict[str, str],
+        timeout_s: float,
+    ):
         target = target_of(url)
         tls = None
         if ssl:
             tls = ssl_module.create_default_context()
             tls.set_alpn_protocols(["h2"])
-        self._connection = Http2Connection(address_of(url, ssl), tls, timeout_s)
+        self.connection = Http2Connection(address_of(url, ssl), tls, timeout_s)
         self._header_block = Http2Connection.encode_headers(
             [
                 (":method", "POST"),
@@ -112,18 +121,42 @@ class RawInferChannel:
         )
 
     def infer(self, request: bytes) -> service_pb2.ModelInferResponse:
-        answer = self._connection.request(self._header_block, request)
-        status = answer.headers.get(b"grpc-status")
-        if status is None:
-            http = answer.headers.get(b":status", b"?").decode()
-            raise GrpcCallError("UNKNOWN", f"no grpc-status in the answer (HTTP {http})")
-        if status != b"0":
-            code = STATUS_NAMES.get(int(status), f"status {status.decode()}")
-            message = unquote(answer.headers.get(b"grpc-message", b"").decode())
-            raise GrpcCallError(code, message.strip().splitlines()[0] if message else code)
-        if len(answer.data) < 5 or answer.data[0] != 0:
-            raise GrpcCallError("INTERNAL", "the answer has no uncompressed message")
-        return service_pb2.ModelInferResponse.FromString(answer.data[5:])
+        return _response_of(self.connection.request(self._header_block, request))
+
+    def begin(self, request: bytes) -> None:
+        self.connection.begin(self._header_block, request)
+
+    def advance(self) -> service_pb2.ModelInferResponse | None:
+        answer = self.connection.advance()
+        return None if answer is None else _response_of(answer)
 
     def close(self) -> None:
-        self._connection.close()
+        self.connection.close()
+
+
+def _response_of(answer: Response) -> service_pb2.ModelInferResponse:
+    """The call's response, or GrpcCallError with the status the server gave."""
+    status = answer.headers.get(b"grpc-status")
+    if status is None:
+        http = answer.headers.get(b":status", b"?").decode()
+        raise GrpcCallError("UNKNOWN", f"no grpc-status in the answer (HTTP {http})")
+    if status != b"0":
+        code = STATUS_NAMES.get(int(status), f"status {status.decode()}")
+        message = unquote(answer.headers.get(b"grpc-message", b"").decode())
+        raise GrpcCallError(code, message.strip().splitlines()[0] if message else code)
+    if len(answer.data) < 5 or answer.data[0] != 0:
+        raise GrpcCallError("INTERNAL", "the answer has no uncompressed message")
+    message = answer.data[5:]
+    if len(message) <= SMALL_MESSAGE_BYTES:
+        return _small_response(message)
+    return service_pb2.ModelInferResponse.FromString(message)
+
+
+SMALL_MESSAGE_BYTES = 4096  # shared-memory answers: the same bytes for the same batch
+
+
+@functools.lru_cache(maxsize=256)
+def _small_response(message: bytes) -> service_pb2.ModelInferResponse:
+    """A small answer parsed once (read it, do not change it): shared-memory answers
+    repeat byte for byte, and parsing costs more than the rest of a request's handling."""
+    return service_pb2.ModelInferResponse.FromString(message)

@@ -10,12 +10,13 @@ What it does of HTTP/2 (RFC 9113): the preface and SETTINGS (acknowledged both w
 flow control both ways (the peer's windows before sending DATA; a window of 2^31-1 for
 what it receives, topped up on the connection), PING answered, GOAWAY and RST_STREAM
 as errors, one stream at a time. Header blocks are (de)compressed by `hpack`. No server
-push, no priorities, no concurrent streams: one worker, one request in flight.
+push, no priorities, no concurrent streams: one connection, one request in flight.
+Blocking (`request`, for a Locust user or a simple loop) or driven step by step from an
+event loop (`begin`, `flush`, `advance` on a non-blocking socket: the sweep's drivers).
 """
 
 from __future__ import annotations
 
-import socket
 import ssl as ssl_module
 import struct
 from collections.abc import Sequence
@@ -24,15 +25,14 @@ from enum import IntEnum
 
 import hpack
 
-from sonic_bench.triton.sockets import connect
+from sonic_bench.triton.sockets import Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
 MAX_STREAM_ID = 2**31 - 1
-RECV_BYTES = 1 << 18
-MAX_IOVECS = 512  # buffers per sendmsg, under the kernel's IOV_MAX (1024)
+DECODED_BLOCKS = 64
 
 
 class Frame(IntEnum):
@@ -76,33 +76,40 @@ class Response:
 
 @dataclass
 class _Stream:
-    """The one stream in flight: what the peer lets us send, what it has answered."""
+    """The one stream in flight: its body, how much of it went, what the peer lets us
+    send, what it has answered."""
 
     id: int
     send_window: int
+    body: memoryview
+    sent: int = 0
     headers: dict[bytes, bytes] = field(default_factory=dict)
     data: list[bytes] = field(default_factory=list)
     done: bool = False
 
 
-class Http2Connection:
-    """One client connection: `request(header_block, body)` sends one stream and returns
-    its answer. Not thread-safe: a worker owns it."""
+class Http2Connection(Connection):
+    """One client connection, one stream at a time. `request(header_block, body)` sends
+    a stream and waits for its answer. The same steps, one at a time, let an event loop
+    drive many connections from one thread (no GIL hand-offs between worker threads):
+    `begin` queues the stream, `flush` writes what the socket takes, `advance` reads what
+    has arrived and returns the answer once it is whole. Not thread-safe: one owner."""
 
     def __init__(
-        self, address: tuple[str, int], tls: ssl_module.SSLContext | None, timeout_s: float
+        self,
+        address: tuple[str, int],
+        tls: ssl_module.SSLContext | None,
+        timeout_s: float,
     ):
-        self._address = address
-        self._tls = tls
-        self._timeout_s = timeout_s
-        self._socket: socket.socket | None = None
-        self._buffer = bytearray()
+        super().__init__(address, tls, timeout_s)
         self._decoder = hpack.Decoder()
+        self._decoded_blocks: dict[tuple, dict[bytes, bytes]] = {}
         self._next_stream = 1
         self._send_window = DEFAULT_WINDOW  # the connection's, granted by the peer
         self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._received = 0  # DATA bytes since our last connection WINDOW_UPDATE
+        self._stream: _Stream | None = None
 
     @staticmethod
     def encode_headers(headers: Sequence[tuple[str, str]]) -> bytes:
@@ -112,28 +119,74 @@ class Http2Connection:
         return encoder.encode([(k.encode(), v.encode()) for k, v in headers], huffman=False)
 
     def request(self, header_block: bytes, body: bytes | memoryview) -> Response:
-        """One stream: the header block, then the body (not empty) as DATA."""
+        """One stream: the header block, then the body (not empty) as DATA; blocks."""
+        self.begin(header_block, body)
+        while True:
+            self.flush()
+            if (answer := self.advance()) is not None:
+                return answer
+            if not self.blocking:
+                self.wait_readable()
+
+    def begin(self, header_block: bytes, body: bytes | memoryview) -> None:
+        """Open the next stream (connecting first if needed) and queue what it may send."""
         try:
-            return self._request(header_block, memoryview(body))
+            if not self.connected or self._next_stream > MAX_STREAM_ID:
+                self._connect()
+            stream = _Stream(self._next_stream, self._peer_initial_window, memoryview(body))
+            self._next_stream += 2
+            self._stream = stream
+            self.out.append(frame(Frame.HEADERS, END_HEADERS, stream.id, header_block))
+            self._queue_data(stream)
         except Exception:
-            # A connection that failed mid-stream cannot be trusted: the next request
-            # opens a fresh one (as a client after a server restart would).
+            self.close()
+            raise
+
+    def advance(self) -> Response | None:
+        """Read what has arrived (blocking: wait for something) and process it: the answer
+        once the stream has ended, else None."""
+        try:
+            stream = self._stream
+            if stream is None:
+                raise RuntimeError("HTTP/2: advance() without a stream in flight")
+            while not stream.done:
+                received = self._next_frame()
+                if received is None:
+                    return None
+                self._process(received, stream)
+                self._queue_data(stream)  # a WINDOW_UPDATE may let more of the body go
+                if self.out:  # more body, or an acknowledgement the peer waits for
+                    self.flush()
+            self._stream = None
+            if stream.sent < len(stream.body) or self.out:
+                self._stop_sending(stream)
+            return Response(stream.headers, b"".join(stream.data))
+        except Exception:
             self.close()
             raise
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        super().close()
+        self._stream = None
+
+    def _stop_sending(self, stream: _Stream) -> None:
+        """Answered before the whole request went (an early error): we stop sending, and
+        say so, so that the server does not wait for the rest. A frame already half
+        written cannot be taken back: then the connection goes (the next request opens
+        a fresh one)."""
+        if self.out:
+            self.close()
+            return
+        self.out = [frame(Frame.RST_STREAM, 0, stream.id, CANCEL)]
+        self.flush()
 
     def _connect(self) -> None:
-        sock = connect(self._address, self._tls, self._timeout_s)
-        if self._tls is not None and sock.selected_alpn_protocol() != "h2":
-            sock.close()
+        sock = self.open()
+        if self.tls is not None and sock.selected_alpn_protocol() != "h2":
+            self.close()
             raise ConnectionError("the server did not agree to HTTP/2 over TLS (ALPN)")
-        self._socket = sock
-        self._buffer.clear()
         self._decoder = hpack.Decoder()
+        self._decoded_blocks = {}
         self._next_stream = 1
         self._send_window = self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
@@ -145,57 +198,24 @@ class Http2Connection:
         sock.sendall(
             PREFACE + frame(Frame.SETTINGS, 0, 0, settings) + frame(Frame.WINDOW_UPDATE, 0, 0, grow)
         )
+        self.settle()
 
-    def _request(self, header_block: bytes, body: memoryview) -> Response:
-        if self._socket is None or self._next_stream > MAX_STREAM_ID:
-            self.close()
-            self._connect()
-        stream = _Stream(self._next_stream, self._peer_initial_window)
-        self._next_stream += 2
-        pending: list = [frame(Frame.HEADERS, END_HEADERS, stream.id, header_block)]
-        sent = 0
-        while sent < len(body) and not stream.done:
-            allowed = min(self._send_window, stream.send_window, len(body) - sent)
-            if allowed > 0:
-                sent = self._queue_data(pending, stream, body, sent, allowed)
-            self._flush(pending)
-            if sent < len(body):  # out of window: the peer's WINDOW_UPDATE comes next
-                self._process(self._read_frame(), stream)
-        while not stream.done:
-            self._process(self._read_frame(), stream)
-        if sent < len(body):
-            # Answered before the whole request went (an early error): we stop sending,
-            # and say so, so that the server does not wait for the rest.
-            self._socket.sendall(frame(Frame.RST_STREAM, 0, stream.id, CANCEL))
-        return Response(stream.headers, b"".join(stream.data))
-
-    def _queue_data(
-        self, pending: list, stream: _Stream, body: memoryview, sent: int, allowed: int
-    ) -> int:
-        """DATA frames for the next `allowed` bytes of the body, END_STREAM on its last."""
-        end = sent + allowed
+    def _queue_data(self, stream: _Stream) -> None:
+        """DATA frames for as much of the body as both windows allow, END_STREAM on its
+        last."""
+        body = stream.body
+        allowed = min(self._send_window, stream.send_window, len(body) - stream.sent)
+        if allowed <= 0 or stream.done:
+            return
+        sent, end = stream.sent, stream.sent + allowed
         while sent < end:
             size = min(self._peer_max_frame, end - sent)
             flags = END_STREAM if sent + size == len(body) else 0
-            pending += (_frame_head(Frame.DATA, flags, stream.id, size), body[sent : sent + size])
+            self.out += (_frame_head(Frame.DATA, flags, stream.id, size), body[sent : sent + size])
             sent += size
+        stream.sent = sent
         self._send_window -= allowed
         stream.send_window -= allowed
-        return sent
-
-    def _flush(self, buffers: list) -> None:
-        """Write every queued buffer (gathered, a few hundred per system call)."""
-        while buffers:
-            batch = buffers[:MAX_IOVECS]
-            written = self._socket.sendmsg(batch)
-            if written == sum(len(b) for b in batch):
-                del buffers[: len(batch)]
-                continue
-            for index, chunk in enumerate(batch):  # a partial write: resume mid-buffer
-                if written < len(chunk):
-                    buffers[: index + 1] = [memoryview(chunk)[written:]]
-                    break
-                written -= len(chunk)
 
     def _process(self, received: tuple[int, int, int, bytes], stream: _Stream) -> None:
         kind, flags, on, payload = received
@@ -209,9 +229,9 @@ class Http2Connection:
             stream.done = bool(flags & END_STREAM)
         elif kind == Frame.SETTINGS and not flags & ACK:
             self._apply_settings(payload, stream)
-            self._socket.sendall(frame(Frame.SETTINGS, ACK, 0))
+            self.out.append(frame(Frame.SETTINGS, ACK, 0))
         elif kind == Frame.PING and not flags & ACK:
-            self._socket.sendall(frame(Frame.PING, ACK, 0, payload))
+            self.out.append(frame(Frame.PING, ACK, 0, payload))
         elif kind == Frame.WINDOW_UPDATE:
             (increment,) = struct.unpack(">I", payload[:4])
             if on == 0:
@@ -231,12 +251,36 @@ class Http2Connection:
         block = _unpadded(flags, payload)
         if flags & PRIORITY:
             block = block[5:]
+        if not flags & END_HEADERS:
+            # Triton never splits a header block; a CONTINUATION is read whole here even
+            # on a non-blocking socket (it follows at once).
+            block += self._continuation()
+        return self._decoded(block)
+
+    def _decoded(self, block: bytes) -> dict[bytes, bytes]:
+        """A header block's headers. Triton's answers repeat the same few blocks, which
+        only refer to its dynamic table: a block that left the table as it found it is
+        decoded once for that table (pure-Python hpack costs ~4 us a block)."""
+        table = self._decoder.header_table
+        state = (block, table.maxsize, tuple(table.dynamic_entries))
+        headers = self._decoded_blocks.get(state)
+        if headers is None:
+            headers = dict(self._decoder.decode(block, raw=True))
+            unchanged = state[1:] == (table.maxsize, tuple(table.dynamic_entries))
+            if unchanged and len(self._decoded_blocks) < DECODED_BLOCKS:
+                self._decoded_blocks[state] = headers
+        return headers
+
+    def _continuation(self) -> bytes:
+        block, flags = b"", 0
         while not flags & END_HEADERS:
-            kind, flags, _, more = self._read_frame()
+            received = self._next_frame(wait=True)
+            assert received is not None
+            kind, flags, _, more = received
             if kind != Frame.CONTINUATION:
                 raise ConnectionError("HTTP/2: a header block was cut by another frame")
             block += more
-        return dict(self._decoder.decode(block, raw=True))
+        return block
 
     def _apply_settings(self, payload: bytes, stream: _Stream) -> None:
         for offset in range(0, len(payload) - len(payload) % 6, 6):
@@ -251,24 +295,26 @@ class Http2Connection:
         self._received += size
         if self._received > MAX_WINDOW // 2:
             grant = struct.pack(">I", self._received)
-            self._socket.sendall(frame(Frame.WINDOW_UPDATE, 0, 0, grant))
+            self.out.append(frame(Frame.WINDOW_UPDATE, 0, 0, grant))
             self._received = 0
 
-    def _read_frame(self) -> tuple[int, int, int, bytes]:
-        head = self._read(9)
-        length = int.from_bytes(head[:3], "big")
-        stream = int.from_bytes(head[5:9], "big") & MAX_STREAM_ID
-        return head[3], head[4], stream, self._read(length) if length else b""
-
-    def _read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            chunk = self._socket.recv(RECV_BYTES)
-            if not chunk:
-                raise ConnectionError("the server closed the HTTP/2 connection")
-            self._buffer += chunk
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+    def _next_frame(self, wait: bool = False) -> tuple[int, int, int, bytes] | None:
+        """The next whole frame: read from the socket while the buffer holds none (on a
+        non-blocking socket: None once nothing more has arrived, unless `wait`)."""
+        buffer = self.buffer
+        while True:
+            if len(buffer) >= 9:
+                length = int.from_bytes(buffer[:3], "big")
+                if len(buffer) >= 9 + length:
+                    head = buffer[:9]
+                    payload = bytes(buffer[9 : 9 + length])
+                    del buffer[: 9 + length]
+                    stream = int.from_bytes(head[5:9], "big") & MAX_STREAM_ID
+                    return head[3], head[4], stream, payload
+            if not self.receive():
+                if not wait:
+                    return None
+                self.wait_readable()
 
 
 def _unpadded(flags: int, payload: bytes) -> bytes:

@@ -12,8 +12,8 @@ answers (never chunked): all this client needs of HTTP/1.1.
 
 from __future__ import annotations
 
+import functools
 import json
-import socket
 import ssl as ssl_module
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +22,10 @@ import numpy as np
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.triton.shared_memory import Placement
-from sonic_bench.triton.sockets import address_of, connect, target_of
+from sonic_bench.triton.sockets import Connection, address_of, target_of
 
 HEADER_LENGTH = b"inference-header-content-length"
-MAX_LINE_BYTES = 64 * 1024
+MAX_HEAD_BYTES = 64 * 1024
 # Triton 2.51's HTTP server takes ~1.6x longer per inference to receive a request body
 # over 16 MiB than one under it: measured with perf_analyzer as with this client on the
 # calibration model (batch 1,820 of 48x48 FP32: 114k inferences/s; 1,821: 70k). gRPC and
@@ -111,31 +111,120 @@ class HttpInferError(Exception):
 
 
 @dataclass(frozen=True)
-class _Answer:
+class Answer:
     status: int
     headers: dict[bytes, bytes]
     body: bytes
 
+    def check(self, expected_outputs: int) -> None:
+        """Raise HttpInferError unless Triton answered with every output asked for."""
+        header_size = self.headers.get(HEADER_LENGTH)
+        error, outputs = _read_header(self.body[: int(header_size)] if header_size else self.body)
+        if self.status != 200:
+            raise HttpInferError(error or f"HTTP {self.status}")
+        if outputs != expected_outputs:
+            raise HttpInferError("response has no output tensor")
 
-class RawHttpConnection:
-    """One worker's keep-alive connection to POST /v2/models/MODEL/infer."""
 
-    def __init__(self, url: str, model: str, ssl: bool, headers: dict[str, str], timeout_s: float):
-        self._address = address_of(url, ssl)
-        self._tls = ssl_module.create_default_context() if ssl else None
-        self._timeout_s = timeout_s
+@functools.lru_cache(maxsize=256)
+def _read_header(text: bytes) -> tuple[str | None, int]:
+    """An answer's JSON header: its error, and how many outputs it has. The answers to
+    the same batch repeat byte for byte, and parsing one costs more than the rest of a
+    request's handling: each is parsed once."""
+    header = json.loads(text or b"{}")
+    return header.get("error"), len(header.get("outputs", ()))
+
+
+@dataclass(frozen=True)
+class _Head:
+    status: int
+    headers: dict[bytes, bytes]
+    length: int  # of the body that follows
+
+
+class RawHttpConnection(Connection):
+    """One keep-alive connection to POST /v2/models/MODEL/infer, one request at a time.
+    `infer` sends and waits; an event loop drives the same steps (`begin`, `flush`,
+    `advance`) on a non-blocking socket, as on HTTP/2 (`http2`)."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        ssl: bool,
+        headers: dict[str, str],
+        timeout_s: float,
+    ):
+        tls = ssl_module.create_default_context() if ssl else None
+        super().__init__(address_of(url, ssl), tls, timeout_s)
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._head_prefix = (
             f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {target_of(url)}\r\n"
             f"Content-Type: application/octet-stream\r\n{extra}"
         ).encode()
         self._heads: dict[int, bytes] = {}  # per request body, built once
-        self._socket: socket.socket | None = None
-        self._reader = None
+        self._answer_head: _Head | None = None
+        self._in_flight = False
 
-    def _connect(self) -> None:
-        sock = connect(self._address, self._tls, self._timeout_s)
-        self._socket, self._reader = sock, sock.makefile("rb")
+    def infer(self, request: RequestBody, expected_outputs: int) -> None:
+        self.begin(request)
+        while True:
+            self.flush()
+            if (answer := self.advance()) is not None:
+                answer.check(expected_outputs)
+                return
+            if not self.blocking:
+                self.wait_readable()
+
+    def begin(self, request: RequestBody) -> None:
+        try:
+            if not self.connected:
+                self.open()
+                self.settle()
+            self.out += (self._head(request), request.body)
+            self._answer_head = None
+            self._in_flight = True
+        except Exception:
+            self.close()
+            raise
+
+    def advance(self) -> Answer | None:
+        """Read what has arrived and parse it: the answer once it is whole, else None."""
+        try:
+            if not self._in_flight:
+                raise RuntimeError("HTTP: advance() without a request in flight")
+            while True:
+                answer = self._parsed()
+                if answer is not None:
+                    break
+                if not self.receive():
+                    return None
+            self._in_flight = False
+            early = bool(self.out)  # answered before the whole request went
+            if early or answer.headers.get(b"connection", b"").lower() == b"close":
+                self.close()  # the server will not (or cannot) read a next request here
+            return answer
+        except Exception:
+            self.close()
+            raise
+
+    def _parsed(self) -> Answer | None:
+        """The answer, if the buffer holds all of it (and it is taken from the buffer)."""
+        if self._answer_head is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEAD_BYTES:
+                    raise ConnectionError("the server's answer has no end of headers")
+                return None
+            self._answer_head = _parse_head(bytes(self.buffer[:end]))
+            del self.buffer[: end + 4]
+        length = self._answer_head.length
+        if len(self.buffer) < length:
+            return None
+        body = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        head, self._answer_head = self._answer_head, None
+        return Answer(head.status, head.headers, body)
 
     def _head(self, request: RequestBody) -> bytes:
         key = id(request)
@@ -149,44 +238,19 @@ class RawHttpConnection:
             )
         return self._heads[key]
 
-    def _exchange(self, request: RequestBody) -> _Answer:
-        if self._socket is None:
-            self._connect()
-        self._socket.sendall(self._head(request))
-        self._socket.sendall(request.body)
-        status = self._reader.readline(MAX_LINE_BYTES).split(None, 2)
-        if len(status) < 2 or not status[0].startswith(b"HTTP/"):
-            raise ConnectionError("the server closed the connection or did not answer HTTP")
-        headers: dict[bytes, bytes] = {}
-        while (line := self._reader.readline(MAX_LINE_BYTES)) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get(b"content-length", b"0"))
-        body = self._reader.read(length)
-        if len(body) != length:
-            raise ConnectionError("the server closed the connection mid-answer")
-        if headers.get(b"connection", b"").lower() == b"close":
-            self.close()
-        return _Answer(int(status[1]), headers, body)
-
-    def infer(self, request: RequestBody, expected_outputs: int) -> None:
-        try:
-            answer = self._exchange(request)
-        except Exception:
-            # A connection that failed mid-request cannot be reused: the next call opens
-            # a fresh one (as a client retrying after a server restart would).
-            self.close()
-            raise
-        header_size = answer.headers.get(HEADER_LENGTH)
-        text = answer.body[: int(header_size)] if header_size else answer.body
-        header = json.loads(text or b"{}")
-        if answer.status != 200:
-            raise HttpInferError(header.get("error") or f"HTTP {answer.status}")
-        if len(header.get("outputs", ())) != expected_outputs:
-            raise HttpInferError("response has no output tensor")
-
     def close(self) -> None:
-        for closable in (self._reader, self._socket):
-            if closable is not None:
-                closable.close()
-        self._socket = self._reader = None
+        super().close()
+        self._answer_head = None
+        self._in_flight = False
+
+
+def _parse_head(text: bytes) -> _Head:
+    status_line, *lines = text.split(b"\r\n")
+    status = status_line.split(None, 2)
+    if len(status) < 2 or not status[0].startswith(b"HTTP/") or not status[1].isdigit():
+        raise ConnectionError("the server did not answer HTTP")
+    headers: dict[bytes, bytes] = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return _Head(int(status[1]), headers, int(headers.get(b"content-length", b"0")))

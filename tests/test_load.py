@@ -1,0 +1,80 @@
+"""The load drivers' event loop against the real server: every request in flight driven
+from one thread, large requests written as the socket takes them, a late answer failed
+on time."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from sonic_bench.measure.level import Level, LevelHooks, MeasurementSettings, measure_level
+from sonic_bench.metrics.exposition import model_value, scrape
+from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, ServerUnavailable
+
+QUICK = MeasurementSettings(window_s=0.5, warmup_s=0.2, max_windows=3)
+
+
+def _most_in_flight(records) -> int:
+    """The most requests that were out at the same time."""
+    edges = sorted([(r.t_send, 1) for r in records] + [(r.t_recv, -1) for r in records])
+    return int(np.max(np.cumsum([step for _, step in edges])))
+
+
+def test_sixty_four_requests_in_flight_from_one_thread(server, patches):
+    endpoint = Endpoint(server.grpc_url)
+    threads: list[int] = []
+    hooks = LevelHooks(on_window=[lambda *_: threads.append(threading.active_count())])
+    before = threading.active_count()
+    with EncodedBatches([patches[:8], patches[8:16]]) as batches:
+        result = measure_level(
+            0,
+            Level(concurrency=64),
+            lambda: InferClient(endpoint, MODEL_CALIBRATION, batches),
+            QUICK,
+            None,
+            hooks,
+        )
+    assert result.records and all(r.ok for r in result.records)
+    assert {r.worker for r in result.records} == set(range(64))
+    assert _most_in_flight(result.records) == 64
+    assert max(threads) == before + 1  # the loop's thread, whatever the concurrency
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_requests_larger_than_the_socket_takes_go_whole(server, patches, protocol):
+    """2,300 patches are 21 MB: far more than a socket's buffer (and the first HTTP/2
+    window), so the loop writes each request over many turns, two at a time; every one
+    is answered and Triton counts exactly what was recorded."""
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    endpoint = Endpoint(url, protocol)
+    batch = np.resize(patches, (2300, *patches.shape[1:]))
+    before = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
+    with EncodedBatches([batch]) as batches:
+        result = measure_level(
+            0,
+            Level(concurrency=2),
+            lambda: InferClient(endpoint, MODEL_CALIBRATION, batches),
+            QUICK,
+            None,
+        )
+    after = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
+    assert len(result.records) >= 4 and all(r.ok for r in result.records)
+    assert after - before == sum(r.batch_size for r in result.records)
+
+
+def test_an_answer_later_than_the_timeout_fails_the_request(server, patches):
+    """The CNN takes tens of ms for a batch here; with a 5 ms timeout every request
+    fails with the reason, and the level says the server stopped answering."""
+    endpoint = Endpoint(server.grpc_url, timeout_s=0.005)
+    late = pytest.raises(ServerUnavailable, match=r"no answer within 0\.005 s")
+    with EncodedBatches([patches]) as batches, late:
+        measure_level(
+            0,
+            Level(concurrency=1),
+            lambda: InferClient(endpoint, MODEL_NO_DYNAMIC_BATCHING, batches),
+            QUICK,
+            None,
+        )
