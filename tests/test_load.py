@@ -9,9 +9,11 @@ import threading
 import numpy as np
 import pytest
 
+from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import Level, LevelHooks, MeasurementSettings, measure_level
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.process import free_port
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, ServerUnavailable
 
 QUICK = MeasurementSettings(window_s=0.5, warmup_s=0.2, max_windows=3)
@@ -78,3 +80,22 @@ def test_an_answer_later_than_the_timeout_fails_the_request(server, patches):
             QUICK,
             None,
         )
+
+
+def test_a_client_that_cannot_start_ends_the_level_at_once(patches):
+    """Nothing listens on the port: registering the shared-memory inputs fails in the
+    load thread, and the level stops with that reason instead of measuring nothing."""
+    endpoint = Endpoint(f"127.0.0.1:{free_port()}", shared_memory=True)
+    windows: list[object] = []
+    hooks = LevelHooks(on_window=[lambda *args: windows.append(args)])
+    cannot = pytest.raises(SonicBenchError, match="a client could not start: ")
+    with EncodedBatches([patches[:4]]) as batches, cannot:
+        measure_level(
+            0,
+            Level(concurrency=2),
+            lambda: InferClient(endpoint, MODEL_CALIBRATION, batches),
+            QUICK,
+            None,
+            hooks,
+        )
+    assert len(windows) <= 1

@@ -195,8 +195,8 @@ def measure_level(
         )
     finally:
         driver.stop()
-    if driver.setup_errors:
-        raise SonicBenchError(f"{level.label}: a client could not start: {driver.setup_errors[0]}")
+    if driver.failure:
+        raise SonicBenchError(f"{level.label}: {driver.failure}")
     records = tuple(driver.log.records())
     server_level = None
     if stats and level_before is not None:
@@ -217,7 +217,7 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
     cpu_before = _cpu_seconds(process)
     windows: list[WindowStats] = []
     window_s, t, stability = settings.window_s, start, Stability.UNSTABLE
-    while len(windows) < settings.max_windows:
+    while len(windows) < settings.max_windows and driver.failure is None:
         end = _window_end(driver, t, t + window_s, settings, clock)
         columns = driver.log.columns()
         current = window_stats(
@@ -234,6 +234,8 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
             break
         if stability is Stability.TOO_FEW:
             window_s = min(window_s * 2, settings.max_window_s)
+    if driver.failure:  # the caller says why
+        return windows, stability, (start, t), None, 0.0
     cpu = 100.0 * (_cpu_seconds(process) - cpu_before) / (t - start)
     server = stats.snapshot() - server_before if stats and server_before else None
     return windows, stability, (start, t), server, cpu
@@ -255,7 +257,7 @@ def _window_end(driver, start: float, end: float, settings: MeasurementSettings,
         answered = columns["t_recv"][columns["ok"] & (columns["t_recv"] >= start)]
         if len(answered) >= needed:
             return max(end, float(np.partition(answered, needed - 1)[needed - 1]) + 1e-6)
-        if clock.now() >= limit:
+        if clock.now() >= limit or driver.failure:
             return clock.now()
         time.sleep(COUNT_POLL_S)
 

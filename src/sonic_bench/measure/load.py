@@ -31,7 +31,7 @@ STOP_POLL_S = 0.05  # how soon the loop notices stop() while nothing happens
 
 class LoadDriver(Protocol):
     log: RequestLog
-    setup_errors: list[str]
+    failure: str | None  # why the driver stopped on its own, if it did
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -69,7 +69,7 @@ class _EventLoop:
         self.make_client = make_client
         self.clock = clock
         self.log = RequestLog()
-        self.setup_errors: list[str] = []
+        self.failure: str | None = None
         self._slots_wanted = slots
         self._idle: list[_Slot] = []  # waiting for their next send
         self._in_flight = 0
@@ -87,17 +87,21 @@ class _EventLoop:
         self._thread.join()
 
     def _run(self) -> None:
+        slots: list[_Slot] = []
         try:
             for number in range(self._slots_wanted):
                 client = self.make_client()
                 client.set_blocking(False)
-                self._idle.append(_Slot(number, client))
+                slots.append(_Slot(number, client))
         except Exception as e:  # reported by the level, not swallowed
-            self.setup_errors.append(f"{type(e).__name__}: {e}")
-        slots = list(self._idle)
+            self.failure = f"a client could not start: {type(e).__name__}: {e}"
+        self._idle = list(slots)
         try:
-            if not self.setup_errors:
+            if self.failure is None:
                 self._drive(slots)
+        except Exception as e:  # a bug here must end the level, not stall it
+            self.failure = f"the load driver failed: {type(e).__name__}: {e}"
+            raise
         finally:
             for slot in slots:
                 slot.client.close()
@@ -188,7 +192,10 @@ class _EventLoop:
         else:
             size = slot.client.batches.sizes[slot.index]
             slot.ready_at = received + ERROR_BACKOFF_S
-            self._unwatch(slot)  # its connection is closed; the next one is new
+        if not slot.busy and slot.client.connection_key() != slot.watched:
+            # Its connection closed (an error, or the server's "Connection: close"): the
+            # descriptor may come back as another slot's socket.
+            self._unwatch(slot)
         self.log.append(worker, scheduled, sent, received, size, error)
 
     def _watch(self, slot: _Slot) -> None:
