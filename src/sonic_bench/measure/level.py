@@ -23,7 +23,7 @@ from sonic_bench.triton.client import InferClient, ServerUnavailable
 from sonic_bench.triton.stats import ModelStats, StatsReader
 
 STATS_SETTLE_S = 3.0  # Triton counts an execution just after answering it
-CLIENT_BOUND_CPU_PERCENT = 90.0  # of one core: Python clients are GIL-bound
+CLIENT_BOUND_CPU_PERCENT = 90.0  # of one core: the load loop is one thread
 
 
 @dataclass(frozen=True)
@@ -269,6 +269,6 @@ def _warnings(level: Level, stability: Stability, cpu_percent: float) -> tuple[s
     if cpu_percent >= CLIENT_BOUND_CPU_PERCENT:
         warnings.append(
             f"{level.label}: the client used {cpu_percent:.0f}% of a core: the client, not the "
-            "server, may be the bottleneck (use shared memory, fewer workers, or distributed load)"
+            "server, may be the bottleneck (use shared memory, or spread the load: Locust workers)"
         )
     return tuple(warnings)
