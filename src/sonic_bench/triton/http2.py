@@ -121,12 +121,7 @@ class Http2Connection(Connection):
     def request(self, header_block: bytes, body: bytes | memoryview) -> Response:
         """One stream: the header block, then the body (not empty) as DATA; blocks."""
         self.begin(header_block, body)
-        while True:
-            self.flush()
-            if (answer := self.advance()) is not None:
-                return answer
-            if not self.blocking:
-                self.wait_readable()
+        return self.finish(self.advance)
 
     def begin(self, header_block: bytes, body: bytes | memoryview) -> None:
         """Open the next stream (connecting first if needed) and queue what it may send."""

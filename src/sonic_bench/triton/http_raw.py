@@ -168,13 +168,7 @@ class RawHttpConnection(Connection):
 
     def infer(self, request: RequestBody, expected_outputs: int) -> None:
         self.begin(request)
-        while True:
-            self.flush()
-            if (answer := self.advance()) is not None:
-                answer.check(expected_outputs)
-                return
-            if not self.blocking:
-                self.wait_readable()
+        self.finish(self.advance).check(expected_outputs)
 
     def begin(self, request: RequestBody) -> None:
         try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import select
 import socket
 import ssl as ssl_module
+from collections.abc import Callable
+from typing import TypeVar
 
 
 def target_of(url: str) -> str:
@@ -31,6 +33,7 @@ def connect(
     return sock
 
 
+T = TypeVar("T")
 MAX_IOVECS = 512  # buffers per sendmsg, under the kernel's IOV_MAX (1024)
 RECV_BYTES = 1 << 18
 WOULD_BLOCK = (BlockingIOError, ssl_module.SSLWantReadError, ssl_module.SSLWantWriteError)
@@ -124,6 +127,16 @@ class Connection:
             raise ConnectionError("the server closed the connection")
         self.buffer += chunk
         return True
+
+    def finish(self, advance: Callable[[], T | None]) -> T:
+        """Write and read until `advance` returns the answer (on a non-blocking socket too,
+        waiting for it to be readable)."""
+        while True:
+            self.flush()
+            if (answer := advance()) is not None:
+                return answer
+            if not self.blocking:
+                self.wait_readable()
 
     def wait_readable(self) -> None:
         """Block until something arrives, even on a non-blocking socket."""
