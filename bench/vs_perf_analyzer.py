@@ -11,6 +11,7 @@ trials) and, at concurrency 1, the p50 latency ratio.
 
     .venv/bin/python bench/vs_perf_analyzer.py [--transports grpc,http,shm,grpc-shm]
         [--batches small,large] [--concurrency 1,2,4,8] [--trials 3] [--real-model]
+        [--busy-poll US]
 
 Targets: throughput ratio >= 0.95 at every level on the calibration model, p50 at
 concurrency 1 at most 10% above perf_analyzer's (shown signed: where perf_analyzer's own
@@ -21,6 +22,7 @@ the engines agree within 5%.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import tempfile
@@ -44,13 +46,14 @@ TRANSPORTS = {
 }
 
 
-def sweep(server, transport: str, model: str, setting: int, counts, engine: str, root: Path):
+def sweep(server, transport, model, setting, counts, engine, root: Path, busy_poll_us=0.0):
     protocol, shared_memory = TRANSPORTS[transport]
     url = server.grpc_url if protocol == "grpc" else server.http_url
+    native = engine == "native"
     plan = SweepPlan(
         configurations([setting], "off", model=model),
         levels(counts),
-        SETTINGS,
+        dataclasses.replace(SETTINGS, busy_poll_us=busy_poll_us if native else 0.0),
         pool_batches=8,
         results=root,
         label=f"{engine}-{transport}",
@@ -100,6 +103,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,2,4,8")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--real-model", action="store_true", help="EmTrackMichelId, not zero")
+    parser.add_argument("--busy-poll", type=float, default=0.0, help="the native engine's (us)")
     args = parser.parse_args()
     counts = [int(c) for c in args.concurrency.split(",")]
     model = MODEL_NO_DYNAMIC_BATCHING if args.real_model else MODEL_CALIBRATION
@@ -116,7 +120,9 @@ def main() -> None:
                     root = Path(tmp) / f"{transport}-{batch}-{trial}"
                     ours_now, theirs_now = {}, {}
                     for c in counts:
-                        ours_now |= sweep(server, transport, model, setting, [c], "native", root)
+                        ours_now |= sweep(
+                            server, transport, model, setting, [c], "native", root, args.busy_poll
+                        )
                         theirs_now |= sweep(
                             server, transport, model, setting, [c], "perf_analyzer", root
                         )

@@ -4,6 +4,7 @@ on time."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -99,3 +100,24 @@ def test_a_client_that_cannot_start_ends_the_level_at_once(patches):
             hooks,
         )
     assert len(windows) <= 1
+
+
+def test_busy_polling_spends_the_clients_core_instead_of_sleeping(server, patches):
+    """While a request is out the loop polls instead of sleeping: the client's CPU shows
+    it (and the level gives no client-bound warning for a core it chose to spend)."""
+    endpoint = Endpoint(server.grpc_url)
+    cpu = {}
+    with EncodedBatches([patches[:8]]) as batches:
+        for busy_poll_us in (0.0, 5000.0):
+            settings = dataclasses.replace(QUICK, busy_poll_us=busy_poll_us)
+            result = measure_level(
+                0,
+                Level(concurrency=1),
+                lambda: InferClient(endpoint, MODEL_CALIBRATION, batches),
+                settings,
+                None,
+            )
+            assert result.records and all(r.ok for r in result.records)
+            assert not any("of a core" in w for w in result.warnings)
+            cpu[busy_poll_us] = result.client_cpu_percent
+    assert cpu[5000.0] > cpu[0.0] + 20

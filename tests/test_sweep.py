@@ -151,3 +151,20 @@ def test_uniform_batches_send_perf_analyzers_requests_and_large_http_ones_are_fl
     assert uniform.workload.uniform_batches
     assert sizes == {round(uniform.workload.avg_batch_size)}
     assert not any("16 MiB" in w for w in uniform.warnings)
+
+
+def test_busy_polling_is_recorded_and_refused_for_perf_analyzer(server, tmp_path, capsys):
+    code = main(
+        ["sweep", "--url", server.grpc_url, "--model", MODEL_CALIBRATION,
+         "--batch", "small", "--concurrency", "1", "--busy-poll", "200",
+         "--window", "0.3", "--warmup", "0.1", "--max-windows", "3", "--metrics", "off",
+         "--results", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    (folder,) = tmp_path.iterdir()
+    assert read_run(folder).manifest.load.parameters == {"busy_poll_us": 200.0}
+    capsys.readouterr()
+    assert main(["sweep", "--engine", "perf_analyzer", "--busy-poll", "10"]) == 2
+    assert "--busy-poll is the native engine's" in capsys.readouterr().err
+    assert main(["sweep", "--busy-poll", "-1"]) == 2
+    assert "--busy-poll must not be negative" in capsys.readouterr().err

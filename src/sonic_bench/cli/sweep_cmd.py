@@ -66,6 +66,14 @@ def register(commands) -> None:
         help="count windows: each window also holds this many answers (perf_analyzer's "
         "count_windows); 0: time windows only",
     )
+    measure.add_argument(
+        "--busy-poll",
+        type=float,
+        default=0.0,
+        metavar="US",
+        help="poll the sockets without sleeping for up to US microseconds while requests "
+        "are out (costs a core; on a VM an idle core wakes late): 0 sleeps",
+    )
     measure.add_argument("--stability", type=float, default=0.10, help="tolerance (0.10 = 10%%)")
     measure.add_argument(
         "--stability-latency",
@@ -114,6 +122,7 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
             max_windows=args.max_windows,
             rule=StabilityRule(tolerance=args.stability, latency=args.stability_latency),
             window_requests=args.window_requests,
+            busy_poll_us=args.busy_poll,
         ),
         repeat=args.repeat,
         reference_seconds=args.reference_seconds if args.reference else None,

@@ -65,9 +65,16 @@ class _EventLoop:
     """`slots` non-blocking clients driven from one thread; subclasses say what to send
     next and when."""
 
-    def __init__(self, make_client: Callable[[], InferClient], slots: int, clock: Clock):
+    def __init__(
+        self,
+        make_client: Callable[[], InferClient],
+        slots: int,
+        clock: Clock,
+        busy_poll_s: float = 0.0,
+    ):
         self.make_client = make_client
         self.clock = clock
+        self.busy_poll_s = busy_poll_s
         self.log = RequestLog()
         self.failure: str | None = None
         self._slots_wanted = slots
@@ -121,9 +128,21 @@ class _EventLoop:
             if now >= next_check:
                 self._expire(slots, now)
                 next_check = now + check_every
-            wait = min(self._wait_s(now), next_check - now)
-            for key, mask in self._selector.select(max(0.0, wait)):
+            wait = max(0.0, min(self._wait_s(now), next_check - now))
+            for key, mask in self._ready(wait):
                 self._on_event(key.data, mask)
+
+    def _ready(self, wait: float) -> list:
+        """The sockets ready within `wait` seconds: polled without sleeping for up to
+        busy_poll_s while requests are out, then waited for."""
+        if self.busy_poll_s and self._in_flight:
+            until = time.perf_counter() + min(self.busy_poll_s, wait)
+            while not (ready := self._selector.select(0)):
+                if time.perf_counter() >= until:
+                    break
+            if ready:
+                return ready
+        return self._selector.select(wait)
 
     def _send_due(self, now: float) -> None:
         """Send on idle slots what is due by `now`."""
@@ -238,8 +257,16 @@ class OpenLoop(_EventLoop):
     """Sends at scheduled times with up to `max_in_flight` requests outstanding; a send
     that finds every slot busy waits, and its latency counts the wait."""
 
-    def __init__(self, make_client, rate: float, poisson: bool, max_in_flight: int, clock: Clock):
-        super().__init__(make_client, max_in_flight, clock)
+    def __init__(
+        self,
+        make_client,
+        rate: float,
+        poisson: bool,
+        max_in_flight: int,
+        clock: Clock,
+        busy_poll_s: float = 0.0,
+    ):
+        super().__init__(make_client, max_in_flight, clock, busy_poll_s)
         self._schedule = schedule(rate, poisson)
         self._begin: float | None = None
         self._next_due = 0.0

@@ -120,6 +120,8 @@ class SweepPlan:
     def __post_init__(self) -> None:
         if self.repeat < 1:
             raise SonicBenchError("--repeat must be at least 1")
+        if self.engine == "perf_analyzer" and self.settings.busy_poll_us:
+            raise SonicBenchError("--busy-poll is the native engine's: drop it for perf_analyzer")
         if not self.configurations or not self.levels:
             raise SonicBenchError("a sweep needs at least one batch setting and one level")
         if self.latency_budget_ms is not None:
@@ -252,13 +254,18 @@ def _manifest(
             levels=tuple(lv.rate if open_loop else lv.concurrency for lv in plan.levels),
             step_seconds=plan.settings.window_s,
             shared_memory=endpoint.shared_memory,
-            parameters=(
-                {"latency_budget_ms": plan.latency_budget_ms, "search": "binary"}
-                if plan.latency_budget_ms is not None
-                else {}
-            ),
+            parameters=_load_parameters(plan),
         ),
     )
+
+
+def _load_parameters(plan: SweepPlan) -> dict:
+    parameters: dict = {}
+    if plan.latency_budget_ms is not None:
+        parameters |= {"latency_budget_ms": plan.latency_budget_ms, "search": "binary"}
+    if plan.settings.busy_poll_us:
+        parameters["busy_poll_us"] = plan.settings.busy_poll_us
+    return parameters
 
 
 def _sweep_one(
