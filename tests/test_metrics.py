@@ -31,8 +31,23 @@ def prometheus(server, tmp_path_factory):
     options = MetricsOptions(mode="prometheus", prometheus_port=free_port())
     with RunMetrics(options, server.metrics_url) as metrics:
         assert metrics.info().source == "prometheus", metrics.warnings
-        time.sleep(options.interval_s * 2)  # its first scrapes
+        _wait_for_scrapes(metrics, 2)
         yield metrics
+
+
+def _wait_for_scrapes(metrics: RunMetrics, scrapes: int, limit_s: float = 60.0) -> None:
+    """Until Prometheus has scraped Triton for `scrapes` intervals: a just-started
+    Prometheus on a loaded machine takes its first scrape late, and a level measured
+    before then has no samples (seen in CI: every figure NaN). Its range queries give a
+    point per second from the first scrape on."""
+    interval = metrics.options.interval_s
+    began, deadline = time.time(), time.monotonic() + limit_s
+    while True:
+        now = time.time()
+        points = [s.t for s in metrics.source.samples(began - limit_s, now)]
+        if points and min(points) <= now - scrapes * interval:
+            return
+        assert time.monotonic() < deadline, "Prometheus has not scraped Triton"
 
 
 def _level(server, model: str, patches: np.ndarray, concurrency: int):
