@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sonic_bench.model.repository import MODEL_CALIBRATION
 from sonic_bench.process import free_port
 from sonic_bench.triton.server import ServerConfig
 
@@ -25,6 +26,16 @@ def server_config(**overrides) -> ServerConfig:
     )
     values.update(overrides)
     return ServerConfig(**values)
+
+
+def quick_sweep(server, results: Path, *extra: str) -> list[str]:
+    """`sonic-bench sweep` arguments for short levels of the calibration model at the small
+    batch over gRPC, metrics off; `extra` says the rest."""
+    return [
+        "sweep", "--url", server.grpc_url, "--model", MODEL_CALIBRATION, "--batch", "small",
+        "--window", "0.3", "--warmup", "0.1", "--max-windows", "3", "--metrics", "off",
+        "--results", str(results), *extra,
+    ]  # fmt: skip
 
 
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py"), "--headless"]

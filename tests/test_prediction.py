@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import quick_sweep
 
 from sonic_bench.analysis import synthetic
 from sonic_bench.analysis.analyze import PlannedJobs, predict_from_runs
@@ -13,7 +14,6 @@ from sonic_bench.analysis.prediction import JobPlan
 from sonic_bench.analysis.throughput import within_budget
 from sonic_bench.cli import main
 from sonic_bench.loadgen.scale import plan_events
-from sonic_bench.model.repository import MODEL_CALIBRATION
 from sonic_bench.results.store import read_run
 from sonic_bench.runs.search import LatencyBudgetSearch
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
@@ -161,12 +161,8 @@ def test_a_noisy_level_above_the_first_over_budget_does_not_count():
 
 def test_sweep_with_a_latency_budget_against_the_real_server(server, tmp_path, capsys):
     """The bisection runs real levels; the answer is printed, recorded and analysed."""
-    code = main(
-        ["sweep", "--url", server.grpc_url, "--model", MODEL_CALIBRATION,
-         "--batch", "small", "--concurrency", "1-8", "--latency-budget", "1000000",
-         "--window", "0.3", "--warmup", "0.1", "--max-windows", "3", "--metrics", "off",
-         "--results", str(tmp_path)]
-    )  # fmt: skip
+    budget = ("--concurrency", "1-8", "--latency-budget", "1000000")
+    code = main(quick_sweep(server, tmp_path, *budget))
     assert code == 0
     out = capsys.readouterr().out
     assert "p99 budget 1e+06 ms: at most concurrency 8" in out

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import ROOT, server_config
+from helpers import ROOT, quick_sweep, server_config
 
 from sonic_bench.cli import main
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
@@ -154,12 +154,7 @@ def test_uniform_batches_send_perf_analyzers_requests_and_large_http_ones_are_fl
 
 
 def test_busy_polling_is_recorded_and_refused_for_perf_analyzer(server, tmp_path, capsys):
-    code = main(
-        ["sweep", "--url", server.grpc_url, "--model", MODEL_CALIBRATION,
-         "--batch", "small", "--concurrency", "1", "--busy-poll", "200",
-         "--window", "0.3", "--warmup", "0.1", "--max-windows", "3", "--metrics", "off",
-         "--results", str(tmp_path)]
-    )  # fmt: skip
+    code = main(quick_sweep(server, tmp_path, "--concurrency", "1", "--busy-poll", "200"))
     assert code == 0
     (folder,) = tmp_path.iterdir()
     assert read_run(folder).manifest.load.parameters == {"busy_poll_us": 200.0}

@@ -76,9 +76,6 @@ class RequestLog:
     ) -> None:
         self._rows.append((worker, t_scheduled, t_send, t_recv, batch_size, error))
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
     def records(self) -> list[RequestRecord]:
         return [RequestRecord(*row) for row in self._rows[: len(self._rows)]]
 
