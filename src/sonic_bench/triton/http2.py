@@ -54,6 +54,7 @@ SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
 SETTINGS_MAX_FRAME_SIZE = 0x5
 CANCEL = struct.pack(">I", 0x8)  # RST_STREAM's error code
+WINDOW_FRAMES = frozenset((Frame.WINDOW_UPDATE, Frame.SETTINGS))
 
 
 class StreamReset(Exception):
@@ -103,7 +104,8 @@ class Http2Connection(Connection):
     ):
         super().__init__(address, tls, timeout_s)
         self._decoder = hpack.Decoder()
-        self._decoded_blocks: dict[tuple, dict[bytes, bytes]] = {}
+        self._decoded_blocks: dict[tuple[bytes, int], dict[bytes, bytes]] = {}
+        self._table_version = 0  # counts the decodes that changed the dynamic table
         self._next_stream = 1
         self._send_window = DEFAULT_WINDOW  # the connection's, granted by the peer
         self._peer_initial_window = DEFAULT_WINDOW
@@ -149,7 +151,8 @@ class Http2Connection(Connection):
                 if received is None:
                     return None
                 self._process(received, stream)
-                self._queue_data(stream)  # a WINDOW_UPDATE may let more of the body go
+                if received[0] in WINDOW_FRAMES:  # more of the body may go now
+                    self._queue_data(stream)
                 if self.out:  # more body, or an acknowledgement the peer waits for
                     self.flush()
             self._stream = None
@@ -182,6 +185,7 @@ class Http2Connection(Connection):
             raise ConnectionError("the server did not agree to HTTP/2 over TLS (ALPN)")
         self._decoder = hpack.Decoder()
         self._decoded_blocks = {}
+        self._table_version = 0
         self._next_stream = 1
         self._send_window = self._peer_initial_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
@@ -256,14 +260,17 @@ class Http2Connection(Connection):
         """A header block's headers. Triton's answers repeat the same few blocks, which
         only refer to its dynamic table: a block that left the table as it found it is
         decoded once for that table (pure-Python hpack costs ~4 us a block)."""
-        table = self._decoder.header_table
-        state = (block, table.maxsize, tuple(table.dynamic_entries))
-        headers = self._decoded_blocks.get(state)
+        key = (block, self._table_version)
+        headers = self._decoded_blocks.get(key)
         if headers is None:
+            table = self._decoder.header_table
+            before = (table.maxsize, tuple(table.dynamic_entries))
             headers = dict(self._decoder.decode(block, raw=True))
-            unchanged = state[1:] == (table.maxsize, tuple(table.dynamic_entries))
-            if unchanged and len(self._decoded_blocks) < DECODED_BLOCKS:
-                self._decoded_blocks[state] = headers
+            if (table.maxsize, tuple(table.dynamic_entries)) != before:
+                self._table_version += 1  # what was decoded for the old table is stale
+                self._decoded_blocks.clear()
+            elif len(self._decoded_blocks) < DECODED_BLOCKS:
+                self._decoded_blocks[key] = headers
         return headers
 
     def _continuation(self) -> bytes:

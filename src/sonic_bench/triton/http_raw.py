@@ -26,6 +26,8 @@ from sonic_bench.triton.sockets import Connection, address_of, target_of
 
 HEADER_LENGTH = b"inference-header-content-length"
 MAX_HEAD_BYTES = 64 * 1024
+SMALL_ANSWER_BYTES = 4096  # shared-memory answers: the same bytes for the same batch
+KNOWN_ANSWERS = 64
 # Triton 2.51's HTTP server takes ~1.6x longer per inference to receive a request body
 # over 16 MiB than one under it: measured with perf_analyzer as with this client on the
 # calibration model (batch 1,820 of 48x48 FP32: 114k inferences/s; 1,821: 70k). gRPC and
@@ -118,12 +120,16 @@ class Answer:
 
     def check(self, expected_outputs: int) -> None:
         """Raise HttpInferError unless Triton answered with every output asked for."""
-        header_size = self.headers.get(HEADER_LENGTH)
-        error, outputs = _read_header(self.body[: int(header_size)] if header_size else self.body)
+        error, outputs = self._header
         if self.status != 200:
             raise HttpInferError(error or f"HTTP {self.status}")
         if outputs != expected_outputs:
             raise HttpInferError("response has no output tensor")
+
+    @functools.cached_property
+    def _header(self) -> tuple[str | None, int]:
+        header_size = self.headers.get(HEADER_LENGTH)
+        return _read_header(self.body[: int(header_size)] if header_size else self.body)
 
 
 @functools.lru_cache(maxsize=256)
@@ -165,6 +171,7 @@ class RawHttpConnection(Connection):
         self._heads: dict[int, bytes] = {}  # per request body, built once
         self._answer_head: _Head | None = None
         self._in_flight = False
+        self._known: dict[bytes, Answer] = {}  # small answers, as they arrived
 
     def infer(self, request: RequestBody, expected_outputs: int) -> None:
         self.begin(request)
@@ -203,7 +210,21 @@ class RawHttpConnection(Connection):
             raise
 
     def _parsed(self) -> Answer | None:
-        """The answer, if the buffer holds all of it (and it is taken from the buffer)."""
+        """The answer, if the buffer holds all of it (and it is taken from the buffer).
+        Small answers repeat byte for byte (a shared-memory answer names where its
+        outputs went): one that arrived whole as before is not parsed again."""
+        if self._answer_head is None and len(self.buffer) <= SMALL_ANSWER_BYTES:
+            arrived = bytes(self.buffer)
+            if (known := self._known.get(arrived)) is not None:
+                self.buffer.clear()
+                return known
+            answer = self._parse()
+            if answer is not None and not self.buffer and len(self._known) < KNOWN_ANSWERS:
+                self._known[arrived] = answer
+            return answer
+        return self._parse()
+
+    def _parse(self) -> Answer | None:
         if self._answer_head is None:
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
@@ -238,7 +259,10 @@ class RawHttpConnection(Connection):
         self._in_flight = False
 
 
+@functools.lru_cache(maxsize=256)
 def _parse_head(text: bytes) -> _Head:
+    """A response's status line and headers (they repeat: each is parsed once; read the
+    result, do not change it)."""
     status_line, *lines = text.split(b"\r\n")
     status = status_line.split(None, 2)
     if len(status) < 2 or not status[0].startswith(b"HTTP/") or not status[1].isdigit():

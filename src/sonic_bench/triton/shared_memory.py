@@ -91,6 +91,7 @@ class WorkerOutputs:
         width = sum(n for _, n in self.outputs)
         name = f"{prefix}out-{uuid.uuid4().hex[:8]}"
         self._region = _Region(client, name, max_batch * width * FLOAT_BYTES)
+        self._views: dict[int, np.ndarray] = {}
 
     def placements(self, batch: int) -> list[tuple[str, Placement]]:
         """Each output's place for a batch of `batch` patches, one after the other."""
@@ -102,9 +103,15 @@ class WorkerOutputs:
         return placed
 
     def first_output(self, batch: int) -> np.ndarray:
-        """The first head's answers, read in place, as a client reads its results."""
-        width = self.outputs[0][1]
-        return shm.get_contents_as_numpy(self._region.handle, np.float32, [batch, width])
+        """The first head's answers, read in place, as a client reads its results (one
+        view per batch size, made once: making it cost more than reading it)."""
+        view = self._views.get(batch)
+        if view is None:
+            width = self.outputs[0][1]
+            view = shm.get_contents_as_numpy(self._region.handle, np.float32, [batch, width])
+            self._views[batch] = view
+        return view
 
     def close(self) -> None:
+        self._views.clear()  # the region cannot be unmapped while a view points into it
         self._region.close()
