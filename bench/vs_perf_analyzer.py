@@ -5,7 +5,8 @@ level by level (native c1, perf_analyzer c1, native c2, ...) so the machine's no
 on both. Both send the same requests: every one of the average batch size
 (`--uniform-batches`), since perf_analyzer cannot send the realistic mix (whose large
 HTTP requests cross the 16 MiB where Triton's HTTP server slows down), and both replay
-the same number of batches (with shared memory, that much memory is read). Per
+the same batches (with shared memory one: perf_analyzer reads only its first region, and
+whether the server copies the input from its cache or from RAM shows in the figure). Per
 transport, batch and concurrency: throughput ratio native / perf_analyzer (median of the
 trials) and, at concurrency 1, the p50 latency ratio.
 

@@ -100,8 +100,8 @@ def _one_perf_analyzer_level(target, setting, settings, pool_batches, results):
 
 def test_perf_analyzer_with_shared_memory_stays_small_and_leaves_no_region(server, tmp_path):
     """With --shared-memory system perf_analyzer makes a batch-sized region per input
-    entry: the engine gives it few entries, and removes whatever regions it leaves (here
-    one planted as a perf_analyzer killed mid-run would leave it)."""
+    entry and reads only the first: the engine gives it one, and removes whatever regions
+    it leaves (here one planted as a perf_analyzer killed mid-run would leave it)."""
     stale = SHM_FOLDER / f"{INPUT_NAME}_0_999"
     stale.write_bytes(b"left by a killed perf_analyzer")
     target = Target(url=server.http_url, protocol="http", shared_memory=True)
@@ -130,12 +130,12 @@ def test_a_level_perf_analyzer_cannot_stabilize_keeps_its_windows_and_says_so(se
 
 
 def test_perf_analyzer_shared_memory_that_would_not_fit_is_refused(monkeypatch, tmp_path):
-    """One batch-sized region per replayed batch: a /dev/shm too small for them is one
-    clear error before perf_analyzer starts, not a machine out of memory."""
+    """A batch-sized region: a /dev/shm too small for it is one clear error before
+    perf_analyzer starts, not a machine out of memory."""
     monkeypatch.setattr(
         engine.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(0, 0, 10**6)
     )
     batches = [np.zeros((100, 48, 48, 1), np.float32)] * 4
-    with pytest.raises(SonicBenchError, match=r"needs 0\.0 GB of /dev/shm .* fewer --pool-batches"):
+    with pytest.raises(SonicBenchError, match=r"needs 0\.0 GB of /dev/shm .* smaller batches"):
         engine.write_input_data(batches, tmp_path / "in.json", 100, shared_memory=True)
     assert not (tmp_path / "in.json").exists()

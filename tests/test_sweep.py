@@ -143,14 +143,19 @@ def test_uniform_batches_send_perf_analyzers_requests_and_large_http_ones_are_fl
 ):
     """The realistic large mix has HTTP requests over 16 MiB, which Triton receives
     slower (said, as a warning); --uniform-batches sends every one at the average size,
-    as perf_analyzer does, and says so in the manifest."""
+    as perf_analyzer does, and says so in the manifest; with shared memory it replays
+    one batch, as perf_analyzer's shared memory does."""
     realistic, sizes = _http_sweep(server, tmp_path / "realistic")
     assert not realistic.workload.uniform_batches and len(sizes) > 1
+    assert realistic.workload.replayed_batches == 6
     assert any("HTTP requests carry over 16 MiB" in w for w in realistic.warnings)
     uniform, sizes = _http_sweep(server, tmp_path / "uniform", "--uniform-batches")
-    assert uniform.workload.uniform_batches
+    assert uniform.workload.uniform_batches and uniform.workload.replayed_batches == 6
     assert sizes == {round(uniform.workload.avg_batch_size)}
     assert not any("16 MiB" in w for w in uniform.warnings)
+    shared, sizes = _http_sweep(server, tmp_path / "shared", "--uniform-batches", "--shared-memory")
+    assert shared.workload.replayed_batches == 1
+    assert sizes == {round(shared.workload.avg_batch_size)}
 
 
 def test_busy_polling_is_recorded_and_refused_for_perf_analyzer(server, tmp_path, capsys):

@@ -101,7 +101,8 @@ def register(commands) -> None:
         "--uniform-batches",
         action="store_true",
         help="every request of the average batch size, as perf_analyzer's -b sends (a "
-        "like-for-like cross-check with --engine perf_analyzer), not the realistic mix",
+        "like-for-like cross-check with --engine perf_analyzer), not the realistic mix; "
+        "with --shared-memory one batch, as perf_analyzer's shared memory replays",
     )
     add_metrics_options(parser)
     parser.add_argument("--results", type=Path, default=Path("results"))

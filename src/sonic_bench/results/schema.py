@@ -142,6 +142,7 @@ class WorkloadInfo:
     event_scale: float = 1.0
     # Every request of avg_batch_size patches (perf_analyzer's -b), not the realistic mix.
     uniform_batches: bool = False
+    replayed_batches: int = 0  # distinct batches sent in turn (0: not recorded)
 
     @property
     def first_setting(self) -> int:

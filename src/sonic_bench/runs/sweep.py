@@ -235,7 +235,13 @@ def run_sweep(
 
 
 def _manifest(
-    plan: SweepPlan, endpoint: Endpoint, config: Configuration, pool, average, server_info
+    plan: SweepPlan,
+    endpoint: Endpoint,
+    config: Configuration,
+    pool,
+    average,
+    server_info,
+    replayed: int,
 ) -> Manifest:
     open_loop = plan.levels[0].rate is not None
     return new_manifest(
@@ -248,6 +254,7 @@ def _manifest(
             avg_batch_size=average,
             patches_per_event=round(pool.patches_per_event),
             uniform_batches=plan.sends_uniform_batches,
+            replayed_batches=replayed,
         ),
         load=LoadInfo(
             mode="open" if open_loop else "closed",
@@ -283,6 +290,10 @@ def _sweep_one(
     arrays = [b.patches for b in sent]
     if plan.sends_uniform_batches:
         arrays = uniform_batches(arrays, round(average))
+        if endpoint.shared_memory:
+            # perf_analyzer's shared memory sends every request from its first data step:
+            # like for like is one batch, which the server then copies from its cache.
+            arrays = arrays[:1]
     batches = EncodedBatches(arrays)
     stats = StatsReader(endpoint, config.model)
     reference = None
@@ -294,8 +305,9 @@ def _sweep_one(
         f"sweep {config.model}, batch ~{average:.0f} ({config.setting}), {endpoint.protocol}"
         + (", perf_analyzer" if plan.engine == "perf_analyzer" else "")
         + (", every request that size" if plan.sends_uniform_batches else "")
+        + (", one batch replayed" if len(arrays) == 1 else "")
     )
-    manifest = _manifest(plan, endpoint, config, pool, average, server_info)
+    manifest = _manifest(plan, endpoint, config, pool, average, server_info, len(arrays))
     with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
         owned.enter_context(batches)  # its shared-memory regions, if any, go at the end
         writer.update(metrics=metrics.info())
