@@ -7,7 +7,7 @@ One thread drives every request in flight, each on a non-blocking connection of 
 Worker threads, one per request in flight, lost 10-25% of the throughput on fast
 shared-memory requests at concurrency 2-8 against a loop over the same connections
 (GIL hand-offs: every answer wakes a thread that must win the GIL back), and hundreds of
-them cost memory for nothing: the work in Python is ~50 us a request either way.
+them cost memory for nothing: the work in Python is ~20-30 us a request either way.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from tritonclient.grpc import service_pb2
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.triton.http2 import Http2Connection, Response
 from sonic_bench.triton.shared_memory import Placement
-from sonic_bench.triton.sockets import address_of, target_of
+from sonic_bench.triton.sockets import SMALL_ANSWER_BYTES, address_of, target_of
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -147,12 +147,9 @@ def _response_of(answer: Response) -> service_pb2.ModelInferResponse:
     if len(answer.data) < 5 or answer.data[0] != 0:
         raise GrpcCallError("INTERNAL", "the answer has no uncompressed message")
     message = answer.data[5:]
-    if len(message) <= SMALL_MESSAGE_BYTES:
+    if len(message) <= SMALL_ANSWER_BYTES:
         return _small_response(message)
     return service_pb2.ModelInferResponse.FromString(message)
-
-
-SMALL_MESSAGE_BYTES = 4096  # shared-memory answers: the same bytes for the same batch
 
 
 @functools.lru_cache(maxsize=256)

@@ -4,7 +4,7 @@ grpc's Python API spends ~170 us of CPU and ~240 us of latency around every call
 call objects, completion queues and threads); on shared-memory requests, which the server
 answers in ~250 us, that is what a Python client measures instead of the server
 (perf_analyzer, C++: ~100 us). A unary call is one HEADERS frame and a few DATA frames
-each way, so this client writes and reads those frames itself: ~40 us of CPU per call.
+each way, so this client writes and reads those frames itself: ~30 us of CPU per call.
 
 What it does of HTTP/2 (RFC 9113): the preface and SETTINGS (acknowledged both ways),
 flow control both ways (the peer's windows before sending DATA; a window of 2^31-1 for

@@ -22,11 +22,10 @@ import numpy as np
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.triton.shared_memory import Placement
-from sonic_bench.triton.sockets import Connection, address_of, target_of
+from sonic_bench.triton.sockets import SMALL_ANSWER_BYTES, Connection, address_of, target_of
 
 HEADER_LENGTH = b"inference-header-content-length"
 MAX_HEAD_BYTES = 64 * 1024
-SMALL_ANSWER_BYTES = 4096  # shared-memory answers: the same bytes for the same batch
 KNOWN_ANSWERS = 64
 # Triton 2.51's HTTP server takes ~1.6x longer per inference to receive a request body
 # over 16 MiB than one under it: measured with perf_analyzer as with this client on the

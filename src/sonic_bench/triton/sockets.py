@@ -36,6 +36,9 @@ def connect(
 T = TypeVar("T")
 MAX_IOVECS = 512  # buffers per sendmsg, under the kernel's IOV_MAX (1024)
 RECV_BYTES = 1 << 18
+# Answers up to this size are cached by their bytes: shared-memory answers repeat byte
+# for byte for the same batch, and parsing one costs more than the rest of a request.
+SMALL_ANSWER_BYTES = 4096
 WOULD_BLOCK = (BlockingIOError, ssl_module.SSLWantReadError, ssl_module.SSLWantWriteError)
 
 
