@@ -64,10 +64,11 @@ def write_input_data(
     figure (zero-compute model, batch 224: compute input 46 us for one batch, 80 us for
     eight in turn)."""
     patches = np.concatenate(list(batches))
-    keep = min(len(patches), max(2 * batch_size, 512))
     if shared_memory:
         keep = 1
         _check_shared_memory_room(batch_size * patches[0].nbytes)
+    else:
+        keep = min(len(patches), max(2 * batch_size, 512))
     entries = [
         {INPUT_NAME: {"b64": base64.b64encode(np.ascontiguousarray(p, np.float32)).decode()}}
         for p in patches[:keep]

@@ -212,7 +212,7 @@ class RawHttpConnection(Connection):
         """The answer, if the buffer holds all of it (and it is taken from the buffer).
         Small answers repeat byte for byte (a shared-memory answer names where its
         outputs went): one that arrived whole as before is not parsed again."""
-        if self._answer_head is None and len(self.buffer) <= SMALL_ANSWER_BYTES:
+        if self._answer_head is None and 0 < len(self.buffer) <= SMALL_ANSWER_BYTES:
             arrived = bytes(self.buffer)
             if (known := self._known.get(arrived)) is not None:
                 self.buffer.clear()
