@@ -162,7 +162,7 @@ def test_busy_polling_is_recorded_and_refused_for_perf_analyzer(server, tmp_path
     code = main(quick_sweep(server, tmp_path, "--concurrency", "1", "--busy-poll", "200"))
     assert code == 0
     (folder,) = tmp_path.iterdir()
-    assert read_run(folder).manifest.load.parameters == {"busy_poll_us": 200.0}
+    assert read_run(folder).manifest.load.parameters["busy_poll_us"] == 200.0
     capsys.readouterr()
     assert main(["sweep", "--engine", "perf_analyzer", "--busy-poll", "10"]) == 2
     assert "--busy-poll is the native engine's" in capsys.readouterr().err

@@ -30,6 +30,12 @@ def register(commands) -> None:
     parser.add_argument(
         "--export-baseline", type=Path, metavar="FILE", help="write RUN as a baseline file"
     )
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="judge runs or baselines that are not complete (failed requests, a shared "
+        "server) instead of refusing them",
+    )
     parser.set_defaults(run=run)
 
 
@@ -50,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         baseline = load_samples(args.baseline)
     except SonicBenchError as e:
         raise CannotCompare(str(e)) from None
+    for samples in (current, baseline):
+        if (why := samples.incomplete()) is not None:
+            if not args.allow_partial:
+                raise CannotCompare(f"{why}: judge complete runs only, or give --allow-partial")
+            progress(f"warning: judging anyway (--allow-partial): {why}")
     differences = mismatch(current, baseline)
     if differences:
         raise CannotCompare("cannot compare, the runs differ in " + "; ".join(differences))

@@ -18,6 +18,7 @@ from sonic_bench.runs.sweep import (
     run_sweep,
 )
 from sonic_bench.runs.target import Target, parse_headers
+from sonic_bench.triton.client import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from sonic_bench.workload.batching import parse_batch_setting
 from sonic_bench.workload.event import DEFAULT_SEED
 
@@ -35,6 +36,21 @@ def register(commands) -> None:
         "--header", action="append", default=[], metavar="NAME:VALUE", help="extra header (tokens)"
     )
     target.add_argument("--shared-memory", action="store_true", help="system shared memory (local)")
+    target.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="seconds a request or admin call may wait for its answer; a request that "
+        "times out ends the level (default %(default)g)",
+    )
+    target.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to connect (TCP and TLS) (default %(default)g)",
+    )
     target.add_argument("--model", help="model name (default: by --dynamic-batching)")
     target.add_argument("--calibration", action="store_true", help="the zero-compute model")
     target.add_argument("--dynamic-batching", choices=("on", "off", "both"), default="on")
@@ -146,6 +162,8 @@ def target_from(args: argparse.Namespace) -> Target:
         shared_memory=args.shared_memory,
         metrics_url=args.metrics_url,
         server=None if args.url else server_config(args),
+        timeout_s=args.timeout,
+        connect_timeout_s=args.connect_timeout,
     )
 
 
@@ -156,6 +174,14 @@ def run(args: argparse.Namespace) -> int:
         on_progress=[progress],
         on_warning=[lambda m: progress(f"warning: {m}")],
     )
-    for sweep in run_sweep(plan, target_from(args), metrics_options(args), hooks):
+    sweeps = run_sweep(plan, target_from(args), metrics_options(args), hooks)
+    for sweep in sweeps:
         print_summary(sweep)
+    unclean = [s for s in sweeps if s.status != "complete"]
+    if unclean:
+        progress(
+            f"sonic-bench: {len(unclean)} of {len(sweeps)} runs partial "
+            f"({sum(s.errors for s in unclean)} failed requests): their figures are not clean"
+        )
+        return 1
     return 0

@@ -11,9 +11,10 @@ from sonic_bench.runs.sweep import SweepRun
 
 
 def show_window(level: Level, window: WindowStats, stability: Stability) -> None:
+    errors = f", {window.errors} FAILED" if window.errors else ""
     progress(
         f"  {level.label}: {window.throughput:,.0f} inf/s, avg {window.avg_ms:,.1f} ms, "
-        f"p99 {window.p99_ms:,.1f} ms, {window.requests} requests [{stability.value}]"
+        f"p99 {window.p99_ms:,.1f} ms, {window.requests} requests{errors} [{stability.value}]"
     )
 
 
@@ -33,10 +34,12 @@ def print_summary(sweep: SweepRun) -> None:
             (row.get("server_queue_us") or nan) / 1000,
             (row.get("server_compute_infer_us") or nan) / 1000,
             row.get("server_batch_avg") or nan,
+            int(row.get("errors") or 0),
             "yes" if r.stability is Stability.STABLE else "NO",
         ]
         rows.append([*cells, row.get("send_lag_ms", nan)] if open_loop else cells)
     headers = ["load", "inf/s", "p50 ms", "p99 ms", "queue ms", "compute ms", "exec batch"]
+    headers += ["errors"]
     headers += ["stable", "send lag ms"] if open_loop else ["stable"]
     print_table(headers, rows)
     closed = [r for r in results if r.level.rate is None]
@@ -50,4 +53,6 @@ def print_summary(sweep: SweepRun) -> None:
         )
     if sweep.budget is not None:
         print(budget_line(sweep.budget))
+    if sweep.status != "complete":
+        print(f"status: {sweep.status} ({sweep.errors} failed requests; see the warnings)")
     print(f"results: {sweep.folder}")

@@ -19,7 +19,7 @@ from sonic_bench.measure.records import Clock, RequestRecord
 from sonic_bench.measure.stats import LatencySummary, summarize_latencies
 from sonic_bench.measure.windows import Stability, StabilityRule, WindowStats, assess, window_stats
 from sonic_bench.results.schema import iso_utc
-from sonic_bench.triton.client import InferClient, ServerUnavailable
+from sonic_bench.triton.client import InferClient
 from sonic_bench.triton.stats import ModelStats, StatsReader
 
 STATS_SETTLE_S = 3.0  # Triton counts an execution just after answering it
@@ -110,6 +110,7 @@ class LevelResult:
     server_level: ModelStats | None  # over the whole level, after all answers
     client_cpu_percent: float
     warnings: tuple[str, ...] = ()
+    failure: str | None = None  # why the level ended early, if it did
 
     def measured(self) -> list[RequestRecord]:
         start, end = self.span
@@ -124,11 +125,11 @@ class LevelResult:
 
     @property
     def inferences_per_s(self) -> float:
-        return sum(r.batch_size for r in self.measured() if r.ok) / self.duration_s
+        return _per_s(sum(r.batch_size for r in self.measured() if r.ok), self.duration_s)
 
     @property
     def requests_per_s(self) -> float:
-        return sum(1 for r in self.measured() if r.ok) / self.duration_s
+        return _per_s(sum(1 for r in self.measured() if r.ok), self.duration_s)
 
     @property
     def send_lag_ms(self) -> float:
@@ -147,7 +148,9 @@ class LevelResult:
             "started_at": iso_utc(self.span[0]),
             "ended_at": iso_utc(self.span[1]),
             "requests": len(ok),
-            "errors": len(measured) - len(ok),
+            # Every failed request of the level counts, also one that failed during the
+            # warm-up or ended after the last window: a level is clean only if none did.
+            "errors": sum(1 for r in self.records if not r.ok),
             "inferences_per_s": self.inferences_per_s,
             "requests_per_s": self.requests_per_s,
             "stable": self.stability is Stability.STABLE,
@@ -158,6 +161,11 @@ class LevelResult:
         if self.server is not None:
             row.update(self.server.as_row())
         return row
+
+
+def _per_s(count: float, seconds: float) -> float:
+    """A rate; none for a level that ended before its first window (NaN, not infinity)."""
+    return count / seconds if seconds > 0 else float("nan")
 
 
 def _driver(
@@ -198,28 +206,82 @@ def measure_level(
     driver = _driver(level, make_client, clock, settings.busy_poll_us / 1e6)
     driver.start()
     try:
-        windows, stability, span, server, cpu = _measure(
+        windows, stability, span, server, cpu, failure = _measure(
             level, driver, settings, stats, hooks, clock, process
         )
     finally:
         driver.stop()
-    if driver.failure:
-        raise SonicBenchError(f"{level.label}: {driver.failure}")
+    failure = driver.failure or failure
     records = tuple(driver.log.records())
     server_level = None
-    if stats and level_before is not None:
+    if stats and level_before is not None and failure is None:
         done = sum(r.batch_size for r in records if r.ok)
         server_level = _settled(stats, level_before, done)
     warnings = _warnings(level, stability, cpu, settings.busy_poll_us > 0)
+    warnings += failed_requests_warnings(level.label, records, failure)
+    if server_level is not None:
+        warnings += shared_server_warnings(level.label, stats.model, records, server_level)
     for message in warnings:
         hooks.warning(message)
     return LevelResult(
-        step, level, tuple(windows), stability, span, records, server, server_level, cpu, warnings
+        step,
+        level,
+        tuple(windows),
+        stability,
+        span,
+        records,
+        server,
+        server_level,
+        cpu,
+        warnings,
+        failure,
+    )
+
+
+# Requests Triton counted for the model beyond those this run sent: a few may be another
+# tool's health probe; more means another client shares the server.
+SHARED_SERVER_MARGIN = 0.02
+SHARED_SERVER_SLACK = 2
+
+
+def failed_requests_warnings(
+    label: str, records: tuple[RequestRecord, ...], failure: str | None
+) -> tuple[str, ...]:
+    """What failed in a level, counted and with its reasons, most frequent first."""
+    warnings = []
+    if failure is not None:
+        warnings.append(f"{label}: the level ended early: {failure}")
+    failed = [r.error for r in records if not r.ok]
+    if failed:
+        reasons: dict[str, int] = {}
+        for error in failed:
+            reason = error or "unknown"
+            reasons[reason] = reasons.get(reason, 0) + 1
+        common = sorted(reasons.items(), key=lambda kv: -kv[1])
+        said = "; ".join(f"{n} x {reason}" for reason, n in common[:3])
+        more = f"; {len(common) - 3} other reasons" if len(common) > 3 else ""
+        warnings.append(f"{label}: {len(failed)} of {len(records)} requests failed ({said}{more})")
+    return tuple(warnings)
+
+
+def shared_server_warnings(
+    label: str, model: str, records: tuple[RequestRecord, ...], server: ModelStats
+) -> tuple[str, ...]:
+    """Triton counted more requests for the model than this level sent: another client is
+    on the same server, and the level's figures are not this run's alone."""
+    sent = sum(1 for r in records if r.ok)
+    counted = server.counts.get("success", 0)
+    if counted <= sent * (1 + SHARED_SERVER_MARGIN) + SHARED_SERVER_SLACK:
+        return ()
+    return (
+        f"{label}: shared server: Triton counted {counted} requests for {model} during the "
+        f"level where this run sent {sent}: another client is using the model, so these "
+        "figures are not this run's alone",
     )
 
 
 def _measure(level, driver, settings, stats, hooks, clock, process):
-    wait_until(clock, clock.now() + settings.warmup_s)
+    _warm_up(driver, clock, clock.now() + settings.warmup_s)
     start = clock.now()
     server_before = stats.snapshot() if stats else None
     cpu_before = _cpu_seconds(process)
@@ -235,7 +297,7 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
         t = end
         if current.requests == 0 and current.errors > 0:
             failed = driver.log.last_error()
-            raise ServerUnavailable(f"{level.label}: every request failed: {failed}")
+            return windows, stability, (start, t), None, 0.0, f"every request failed: {failed}"
         stability = assess(windows, settings.rule)
         hooks.window(level, current, stability)
         if stability is Stability.STABLE:
@@ -243,13 +305,19 @@ def _measure(level, driver, settings, stats, hooks, clock, process):
         if stability is Stability.TOO_FEW:
             window_s = min(window_s * 2, settings.max_window_s)
     if driver.failure:  # the caller says why
-        return windows, stability, (start, t), None, 0.0
+        return windows, stability, (start, t), None, 0.0, None
     cpu = 100.0 * (_cpu_seconds(process) - cpu_before) / (t - start)
     server = stats.snapshot() - server_before if stats and server_before else None
-    return windows, stability, (start, t), server, cpu
+    return windows, stability, (start, t), server, cpu, None
 
 
 COUNT_POLL_S = 0.02
+
+
+def _warm_up(driver: LoadDriver, clock: Clock, until: float) -> None:
+    """Wait out the warm-up, unless the driver stops on its own first."""
+    while driver.failure is None and clock.now() < until:
+        time.sleep(min(COUNT_POLL_S, max(0.0, until - clock.now())))
 
 
 def _window_end(driver, start: float, end: float, settings: MeasurementSettings, clock) -> float:

@@ -133,6 +133,8 @@ class _EventLoop:
             if now >= next_check:
                 self._expire(slots, now)
                 next_check = now + check_every
+            if self.failure is not None:
+                return self._abandon(slots)
             wait = max(0.0, min(self._wait_s(now), next_check - now))
             watching = self._watching
             for fd, mask in self._ready(wait):
@@ -199,12 +201,25 @@ class _EventLoop:
             self._watch(slot)
 
     def _expire(self, slots: list[_Slot], now: float) -> None:
-        """A request past the client's timeout fails (its connection goes with it)."""
+        """A request past the client's timeout fails (its connection goes with it), and
+        ends the level: a server this slow gives no figure worth waiting for, and every
+        further request would wait as long."""
         for slot in slots:
             limit = slot.client.endpoint.timeout_s
             if slot.busy and now - slot.sent > limit:
                 slot.client.close()
                 self._done(slot, None, f"TimeoutError: no answer within {limit:g} s")
+                self.failure = (
+                    f"requests timed out (no answer within {limit:g} s): the server stalls, "
+                    "or give a longer --timeout"
+                )
+
+    def _abandon(self, slots: list[_Slot]) -> None:
+        """The level ends early: requests still out are records too, failed."""
+        for slot in slots:
+            if slot.busy:
+                slot.client.close()
+                self._done(slot, None, f"abandoned: {self.failure}")
 
     def _done(self, slot: _Slot, size: int | None, error: str | None) -> None:
         received = self.clock.now()

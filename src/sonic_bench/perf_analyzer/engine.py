@@ -222,7 +222,9 @@ def measure_level(
     row.update(
         started_at=iso_utc(started),
         ended_at=iso_utc(ended),
-        errors=0,
+        # perf_analyzer stops at a request that fails; the server's own count of failed
+        # requests over the level is what it cannot see (a rejection it took for an answer).
+        errors=server.failures if server is not None else 0,
         stable=stability is Stability.STABLE,
         client_cpu_percent=cpu,
     )

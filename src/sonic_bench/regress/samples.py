@@ -41,6 +41,21 @@ class RunSamples:
         return differences(mine, Manifest.from_dict(other.manifest, other.source))
 
     @property
+    def status(self) -> str | None:
+        """The run's status as its manifest says (None: a baseline file that kept none)."""
+        return None if self.manifest is None else self.manifest.get("status")
+
+    def incomplete(self) -> str | None:
+        """Why this run's figures cannot be judged as they stand: it is not `complete`
+        (requests failed, a level ended early, the server was shared, it still runs or
+        was killed). None for a complete run."""
+        if self.status == "complete":
+            return None
+        warnings = (self.manifest or {}).get("warnings") or []
+        reasons = "; ".join(warnings[-3:]) if warnings else "no reason recorded"
+        return f"{self.source} is {self.status or 'of unknown status'} ({reasons})"
+
+    @property
     def reference(self) -> float | None:
         """The run's in-process reference: the median over all its trials. One trial's
         reference is noisy on a busy machine (another job takes a core from its threads

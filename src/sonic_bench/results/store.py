@@ -70,6 +70,7 @@ class RunWriter:
                 f"run folder {self.folder} already exists: choose another --label"
             ) from None
         self.steps_written = 0
+        self.degraded = False
         self._save()
 
     def _save(self) -> None:
@@ -123,6 +124,12 @@ class RunWriter:
         self.manifest = self.manifest.with_warning(message)
         self._save()
 
+    def degrade(self, message: str) -> None:
+        """A warning that keeps the run from being `complete` (failed requests, a shared
+        server): it ends `partial`, whatever else goes well."""
+        self.degraded = True
+        self.warn(message)
+
     def finish(self, status: RunStatus, warnings: tuple[str, ...] = ()) -> None:
         self.manifest = self.manifest.finished(status, warnings)
         self._save()
@@ -133,7 +140,7 @@ class RunWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb):
         if exc_type is None:
             if self.manifest.status == "running":
-                self.finish("complete")
+                self.finish("partial" if self.degraded else "complete")
             return
         reason = "interrupted" if exc_type is KeyboardInterrupt else f"{exc_type.__name__}: {exc}"
         self.finish("partial" if self.steps_written else "failed", (f"run ended early: {reason}",))

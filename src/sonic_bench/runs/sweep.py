@@ -173,6 +173,7 @@ class MeasuredLevel:
     stability: Stability
     records: tuple[RequestRecord, ...] = ()  # none from perf_analyzer (it reports aggregates)
     warnings: tuple[str, ...] = ()
+    failure: str | None = None  # why the level ended early: the run ends there
 
     @classmethod
     def native(cls, result: LevelResult) -> MeasuredLevel:
@@ -183,7 +184,24 @@ class MeasuredLevel:
             result.stability,
             result.records,
             result.warnings,
+            result.failure,
         )
+
+    @property
+    def clean(self) -> bool:
+        """Every request answered, nobody else's on the server: a level a complete run
+        may hold."""
+        errors = self.row.get("errors") or 0
+        return self.failure is None and not errors and not self.shared_server
+
+    @property
+    def shared_server(self) -> bool:
+        return any("shared server" in w for w in self.warnings)
+
+
+class LevelFailed(SonicBenchError):
+    """A level ended early (its requests timed out, every one failed): what was measured
+    is written, the run is partial, and no further level is tried."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +213,11 @@ class SweepRun:
     average_batch: float
     results: tuple[MeasuredLevel, ...]
     budget: BudgetAnswer | None = None  # with --latency-budget: the most load within it
+    status: str = "complete"  # as the manifest says: partial when a level was not clean
+
+    @property
+    def errors(self) -> int:
+        return sum(int(r.row.get("errors") or 0) for r in self.results)
 
 
 def run_sweep(
@@ -261,13 +284,16 @@ def _manifest(
             levels=tuple(lv.rate if open_loop else lv.concurrency for lv in plan.levels),
             step_seconds=plan.settings.window_s,
             shared_memory=endpoint.shared_memory,
-            parameters=_load_parameters(plan),
+            parameters=_load_parameters(plan, endpoint),
         ),
     )
 
 
-def _load_parameters(plan: SweepPlan) -> dict:
-    parameters: dict = {}
+def _load_parameters(plan: SweepPlan, endpoint: Endpoint) -> dict:
+    parameters: dict = {
+        "timeout_s": endpoint.timeout_s,
+        "connect_timeout_s": endpoint.connect_timeout_s,
+    }
     if plan.latency_budget_ms is not None:
         parameters |= {"latency_budget_ms": plan.latency_budget_ms, "search": "binary"}
     if plan.settings.busy_poll_us:
@@ -348,9 +374,14 @@ def _sweep_one(
                 records = sorted(measured.records, key=lambda r: r.t_send)
                 writer.append_requests(r.row(step) for r in records)
                 for message in measured.warnings:
-                    writer.warn(message)
+                    if measured.clean:
+                        writer.warn(message)
+                    else:  # failed requests, a level cut short, another client: not complete
+                        writer.degrade(message)
                 results.append(replace(measured, row=row))
                 progress.finished_one()
+                if measured.failure is not None:
+                    raise LevelFailed(f"{config.tag} {level.label}: {measured.failure}")
             budget = _budget_answer(plan, results)
             if budget is not None:
                 measured_levels = tuple(float(r.level.concurrency) for r in results)
@@ -358,7 +389,7 @@ def _sweep_one(
         finally:
             answered = sum(int(r.row.get("requests") or 0) for r in results)
             metrics.record(writer, started, time.time(), answered)
-    return SweepRun(config, writer.folder, average, tuple(results), budget)
+    return SweepRun(config, writer.folder, average, tuple(results), budget, writer.manifest.status)
 
 
 def _budget_answer(plan: SweepPlan, results: list[MeasuredLevel]) -> BudgetAnswer | None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import LevelHooks
-from sonic_bench.triton.client import Endpoint, Protocol
+from sonic_bench.triton.client import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    Endpoint,
+    Protocol,
+)
 from sonic_bench.triton.server import EmbeddedServer, ServerConfig
 
 
@@ -21,6 +26,55 @@ class Target:
     shared_memory: bool = False
     metrics_url: str | None = None  # Triton's /metrics; default: the embedded server's
     server: ServerConfig | None = None  # how to start the embedded server
+    timeout_s: float = DEFAULT_TIMEOUT_S  # per request and admin call
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            url, ssl = normalize_url(self.url, self.ssl)
+            object.__setattr__(self, "url", url)
+            object.__setattr__(self, "ssl", ssl)
+        # The bounds are checked here, before a server is started for nothing.
+        Endpoint("127.0.0.1:1", timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s)
+
+    def endpoint(self, url: str) -> Endpoint:
+        return Endpoint(
+            url,
+            self.protocol,
+            self.ssl,
+            self.headers,
+            self.shared_memory,
+            self.timeout_s,
+            self.connect_timeout_s,
+        )
+
+
+_SCHEMES = {"http": False, "grpc": False, "https": True, "grpcs": True}
+
+
+def normalize_url(url: str, ssl: bool) -> tuple[str, bool]:
+    """host:port from what a user may paste (`http://host:port/`, `https://...`), and
+    whether it asks for TLS; one clear error for anything that names no server."""
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme.lower() not in _SCHEMES:
+            raise SonicBenchError(
+                f"--url {url!r}: unknown scheme {scheme!r}: give host:port "
+                "(or http://, https://, grpc://, grpcs://)"
+            )
+        ssl = ssl or _SCHEMES[scheme.lower()]
+        text = rest
+    text = text.rstrip("/")
+    if "/" in text or not text:
+        raise SonicBenchError(f"--url {url!r}: give host:port, without a path")
+    host, colon, port = text.rpartition(":")
+    if colon:
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise SonicBenchError(f"--url {url!r}: the port must be a number from 1 to 65535")
+    elif not text:
+        raise SonicBenchError(f"--url {url!r}: give host:port")
+    return text, ssl
 
 
 @dataclass(frozen=True)
@@ -36,7 +90,8 @@ def parse_headers(pairs: list[str]) -> dict[str, str]:
         name, sep, value = pair.partition(":")
         if not sep or not name.strip():
             raise SonicBenchError(f"--header {pair!r} is not NAME:VALUE")
-        headers[name.strip()] = value.strip()
+        # Header names are case-insensitive in HTTP; gRPC metadata keys must be lower case.
+        headers[name.strip().lower()] = value.strip()
     return headers
 
 
@@ -48,9 +103,7 @@ def _remote_metrics_url(url: str) -> str:
 def reach(target: Target, hooks: LevelHooks) -> Iterator[Reached]:
     """The endpoint to send to; the embedded server runs for the duration of the block."""
     if target.url:
-        endpoint = Endpoint(
-            target.url, target.protocol, target.ssl, target.headers, target.shared_memory
-        )
+        endpoint = target.endpoint(target.url)
         yield Reached(endpoint, target.metrics_url or _remote_metrics_url(target.url))
         return
     if target.server is None:
@@ -59,7 +112,7 @@ def reach(target: Target, hooks: LevelHooks) -> Iterator[Reached]:
     hooks.progress(f"starting tritonserver on {target.server.host} (log: {server.log_path}) ...")
     with server.start(on_wait=_waiting(hooks)):
         url = server.grpc_url if target.protocol == "grpc" else server.http_url
-        endpoint = Endpoint(url, target.protocol, shared_memory=target.shared_memory)
+        endpoint = replace(target.endpoint(url), ssl=False, headers={})
         yield Reached(endpoint, target.metrics_url or server.metrics_url)
 
 

@@ -10,6 +10,8 @@ shared-memory registration).
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,9 +38,11 @@ from sonic_bench.triton.http_raw import (
     shared_memory_bodies,
 )
 from sonic_bench.triton.shared_memory import SharedInputs, WorkerOutputs
-from sonic_bench.triton.sockets import Connection
+from sonic_bench.triton.sockets import Connection, target_of
 
 Protocol = Literal["grpc", "http"]
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
 OUTPUTS = ((TRACK_EM_OUTPUT, 3), (MICHEL_OUTPUT, 1))
 OUTPUT_NAMES = tuple(name for name, _ in OUTPUTS)
 
@@ -52,7 +56,19 @@ class Endpoint:
     ssl: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     shared_memory: bool = False
-    timeout_s: float = 600.0
+    # Every wait has a bound: an inference request or admin call that is not answered
+    # within timeout_s fails, and so does a connection (TCP and TLS) not made within
+    # connect_timeout_s. A server that reads and never answers must not hold a run.
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("--timeout", self.timeout_s),
+            ("--connect-timeout", self.connect_timeout_s),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise SonicBenchError(f"{name} {value:g}: give a positive number of seconds")
 
 
 class ServerUnavailable(SonicBenchError):
@@ -63,22 +79,45 @@ class InferError(Exception):
     """A request that failed: the reason as the server or transport gave it."""
 
 
-def _grpc_client(endpoint: Endpoint):
-    return grpcclient.InferenceServerClient(endpoint.url, ssl=endpoint.ssl)
+class AdminClient:
+    """tritonclient for everything but inference (health, metadata, statistics, shared
+    memory), every call with the endpoint's headers and a deadline: gRPC calls get
+    `client_timeout`, HTTP ones the connection's timeouts. Without one a peer that
+    accepts and never answers (or never opens its flow-control window) holds a call
+    for ever."""
+
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
+        target = target_of(endpoint.url)
+        if endpoint.protocol == "grpc":
+            self._client = grpcclient.InferenceServerClient(target, ssl=endpoint.ssl)
+        else:
+            self._client = httpclient.InferenceServerClient(
+                target,
+                ssl=endpoint.ssl,
+                connection_timeout=endpoint.connect_timeout_s,
+                network_timeout=endpoint.timeout_s,
+            )
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+        accepted = inspect.signature(method).parameters
+        defaults: dict = {}
+        if "headers" in accepted and self.endpoint.headers:
+            defaults["headers"] = self.endpoint.headers
+        if "client_timeout" in accepted:
+            defaults["client_timeout"] = self.endpoint.timeout_s
+
+        def call(*args, **kwargs):
+            return method(*args, **(defaults | kwargs))
+
+        return call
 
 
-def _http_client(endpoint: Endpoint, concurrency: int = 1):
-    return httpclient.InferenceServerClient(
-        endpoint.url,
-        ssl=endpoint.ssl,
-        concurrency=concurrency,
-        connection_timeout=endpoint.timeout_s,
-        network_timeout=endpoint.timeout_s,
-    )
-
-
-def admin_client(endpoint: Endpoint):
-    return _grpc_client(endpoint) if endpoint.protocol == "grpc" else _http_client(endpoint)
+def admin_client(endpoint: Endpoint) -> AdminClient:
+    return AdminClient(endpoint)
 
 
 def check_server(endpoint: Endpoint, model: str) -> dict:
@@ -206,12 +245,21 @@ class InferClient:
             self._bodies = batches.bodies()
         if grpc_transport:
             self._raw = RawInferChannel(
-                endpoint.url, endpoint.ssl, endpoint.headers, endpoint.timeout_s
+                endpoint.url,
+                endpoint.ssl,
+                endpoint.headers,
+                endpoint.timeout_s,
+                endpoint.connect_timeout_s,
             )
             self._connection: Connection = self._raw.connection
         else:
             self._http = RawHttpConnection(
-                endpoint.url, model, endpoint.ssl, endpoint.headers, endpoint.timeout_s
+                endpoint.url,
+                model,
+                endpoint.ssl,
+                endpoint.headers,
+                endpoint.timeout_s,
+                endpoint.connect_timeout_s,
             )
             self._connection = self._http
 

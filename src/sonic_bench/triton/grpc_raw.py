@@ -100,13 +100,14 @@ class RawInferChannel:
         ssl: bool,
         headers: dict[str, str],
         timeout_s: float,
+        connect_timeout_s: float | None = None,
     ):
         target = target_of(url)
         tls = None
         if ssl:
             tls = ssl_module.create_default_context()
             tls.set_alpn_protocols(["h2"])
-        self.connection = Http2Connection(address_of(url, ssl), tls, timeout_s)
+        self.connection = Http2Connection(address_of(url, ssl), tls, timeout_s, connect_timeout_s)
         self._header_block = Http2Connection.encode_headers(
             [
                 (":method", "POST"),

@@ -101,8 +101,9 @@ class Http2Connection(Connection):
         address: tuple[str, int],
         tls: ssl_module.SSLContext | None,
         timeout_s: float,
+        connect_timeout_s: float | None = None,
     ):
-        super().__init__(address, tls, timeout_s)
+        super().__init__(address, tls, timeout_s, connect_timeout_s)
         self._decoder = hpack.Decoder()
         self._decoded_blocks: dict[tuple[bytes, int], dict[bytes, bytes]] = {}
         self._table_version = 0  # counts the decodes that changed the dynamic table

@@ -159,9 +159,10 @@ class RawHttpConnection(Connection):
         ssl: bool,
         headers: dict[str, str],
         timeout_s: float,
+        connect_timeout_s: float | None = None,
     ):
         tls = ssl_module.create_default_context() if ssl else None
-        super().__init__(address_of(url, ssl), tls, timeout_s)
+        super().__init__(address_of(url, ssl), tls, timeout_s, connect_timeout_s)
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._head_prefix = (
             f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {target_of(url)}\r\n"

@@ -26,10 +26,16 @@ def address_of(url: str, ssl: bool) -> tuple[str, int]:
 def connect(
     address: tuple[str, int], tls: ssl_module.SSLContext | None, timeout_s: float
 ) -> socket.socket:
-    sock = socket.create_connection(address, timeout=timeout_s)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if tls is not None:
-        sock = tls.wrap_socket(sock, server_hostname=address[0])
+    """A connected socket (and its TLS handshake done) within `timeout_s`, or an error."""
+    try:
+        sock = socket.create_connection(address, timeout=timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=address[0])
+    except TimeoutError:
+        raise TimeoutError(
+            f"no connection to {address[0]}:{address[1]} within {timeout_s:g} s"
+        ) from None
     return sock
 
 
@@ -56,10 +62,12 @@ class Connection:
         address: tuple[str, int],
         tls: ssl_module.SSLContext | None,
         timeout_s: float,
+        connect_timeout_s: float | None = None,
     ):
         self.address = address
         self.tls = tls
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s or timeout_s
         self.blocking = True
         self.socket: socket.socket | None = None
         self.buffer = bytearray()  # read, not yet consumed
@@ -80,7 +88,7 @@ class Connection:
     def open(self) -> socket.socket:
         """Connect (blocking: a handshake the caller sends next is written whole)."""
         self.close()
-        self.socket = connect(self.address, self.tls, self.timeout_s)
+        self.socket = connect(self.address, self.tls, self.connect_timeout_s)
         self.opened += 1
         return self.socket
 

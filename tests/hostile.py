@@ -1,0 +1,219 @@
+"""Servers that misbehave the way real deployments do, scripted on loopback.
+
+Each stands in front of a real tritonserver and passes every call through, except the
+inference requests that its script picks: those it fails, never answers, answers a byte a
+second, or answers and then drops the connection. What a client of the real server sees
+is real; only the fault is scripted (a real Triton cannot be made to fail 1 request in 20).
+
+    with HostileHttp(server.http_url, every(2, "fail")) as front:
+        ... sweep --url front.url --protocol http ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Literal
+
+import grpc
+import h11
+
+Fault = Literal["ok", "fail", "silent", "trickle", "close"]
+Script = Callable[[int], Fault]  # the n-th inference request (from 0) -> what to do
+
+
+def every(n: int, fault: Fault) -> Script:
+    """`fault` on every n-th inference request, the others passed through."""
+    return lambda number: fault if number % n == n - 1 else "ok"
+
+
+def always(fault: Fault) -> Script:
+    return lambda number: fault
+
+
+class _Front:
+    def __init__(self, script: Script):
+        self.script = script
+        self.stopping = threading.Event()
+        self.infer_requests = 0
+        self.faults: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _next_fault(self) -> Fault:
+        with self._lock:
+            fault = self.script(self.infer_requests)
+            self.infer_requests += 1
+            self.faults[fault] = self.faults.get(fault, 0) + 1
+            return fault
+
+    def _hold(self) -> None:
+        """A server that read the request and says nothing, until the test ends."""
+        self.stopping.wait()
+
+
+class HostileHttp(_Front):
+    """HTTP/1.1 (KServe v2 REST) in front of Triton's HTTP port."""
+
+    def __init__(self, upstream: str, script: Script):
+        super().__init__(script)
+        self.upstream = upstream.split("://")[-1]
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.url = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> HostileHttp:
+        self._accepting.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._accepting.join()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._sockets.append(sock)
+            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        upstream = http.client.HTTPConnection(self.upstream, timeout=60)
+        peer = h11.Connection(h11.SERVER)
+        try:
+            while not self.stopping.is_set():
+                request, body = self._read_request(sock, peer)
+                if request is None:
+                    return
+                fault = "ok"
+                if request.target.endswith(b"/infer"):
+                    fault = self._next_fault()
+                if fault == "silent":
+                    return self._hold()
+                if fault == "fail":
+                    status, headers, answer = 500, [], b'{"error":"injected fault"}'
+                else:
+                    status, headers, answer = self._forward(upstream, request, body)
+                wire = self._answer(peer, status, headers, answer)
+                if fault == "trickle":
+                    for i in range(len(wire)):
+                        if self.stopping.wait(1.0):
+                            return
+                        sock.sendall(wire[i : i + 1])
+                else:
+                    sock.sendall(wire)
+                if fault == "close":
+                    return  # answered, then gone: the client's next request meets a reset
+                peer.start_next_cycle()
+        except (OSError, h11.ProtocolError):
+            return
+        finally:
+            upstream.close()
+            sock.close()
+
+    @staticmethod
+    def _read_request(sock, peer) -> tuple[h11.Request | None, bytes]:
+        request, body = None, bytearray()
+        while True:
+            event = peer.next_event()
+            if event is h11.NEED_DATA:
+                data = sock.recv(1 << 16)
+                if not data:
+                    return None, b""
+                peer.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                return None, b""
+
+    @staticmethod
+    def _forward(upstream, request: h11.Request, body: bytes):
+        headers = {k.decode(): v.decode() for k, v in request.headers if k != b"host"}
+        upstream.request(request.method.decode(), request.target.decode(), body, headers)
+        response = upstream.getresponse()
+        answer = response.read()
+        kept = [(k, v) for k, v in response.getheaders() if k.lower() != "content-length"]
+        return response.status, kept, answer
+
+    @staticmethod
+    def _answer(peer, status: int, headers, body: bytes) -> bytes:
+        headers = [*headers, ("Content-Length", str(len(body)))]
+        return (
+            peer.send(h11.Response(status_code=status, headers=headers))
+            + peer.send(h11.Data(data=body))
+            + peer.send(h11.EndOfMessage())
+        )
+
+
+class HostileGrpc(_Front):
+    """gRPC in front of Triton's gRPC port: every method passed through as bytes."""
+
+    def __init__(self, upstream: str, script: Script):
+        super().__init__(script)
+        self._channel = grpc.insecure_channel(
+            upstream.split("://")[-1],
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+        )
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=32),
+            handlers=[_Passthrough(self)],
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+        )
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self.url = f"127.0.0.1:{port}"
+
+    def __enter__(self) -> HostileGrpc:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._server.stop(grace=None).wait(10)
+        self._channel.close()
+
+    def call(self, method: str, request: bytes, context) -> bytes:
+        fault = "ok"
+        if method.endswith("/ModelInfer"):
+            fault = self._next_fault()
+        if fault == "silent":
+            while not self.stopping.is_set() and context.is_active():
+                time.sleep(0.05)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "test ended")
+        if fault == "fail":
+            context.abort(grpc.StatusCode.INTERNAL, "injected fault")
+        forward = self._channel.unary_unary(method)
+        metadata = [(k, v) for k, v in context.invocation_metadata() if not k.startswith(":")]
+        return forward(request, metadata=metadata, timeout=60)
+
+
+class _Passthrough(grpc.GenericRpcHandler):
+    def __init__(self, front: HostileGrpc):
+        self.front = front
+
+    def service(self, details):
+        method = details.method
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: self.front.call(method, request, context)
+        )
