@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -128,3 +129,39 @@ def test_no_baseline_at_all_cannot_compare(baseline_run, capsys):
 def test_copy_of_a_run_compares_equal(baseline_run, tmp_path):
     copy = shutil.copytree(baseline_run, tmp_path / baseline_run.name)
     assert check(copy, baseline_run) == 0
+
+
+def _with_status(run: Path, folder: Path, status: str, warning: str) -> Path:
+    copy = shutil.copytree(run, folder / run.name)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["status"] = status
+    manifest["warnings"] = [*manifest["warnings"], warning]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize("status", ["partial", "failed", "running"])
+@pytest.mark.parametrize("side", ["run", "baseline"])
+def test_only_complete_runs_are_judged(baseline_run, tmp_path, capsys, status, side):
+    """A run whose requests failed has the baseline's very numbers here, and still is
+    not passed: exit 2 with its status and reasons, unless --allow-partial."""
+    broken = _with_status(
+        baseline_run, tmp_path, status, "concurrency 1: 5000 of 9000 requests failed"
+    )
+    run, baseline = (broken, baseline_run) if side == "run" else (baseline_run, broken)
+    capsys.readouterr()
+    assert check(run, baseline) == 2
+    err = capsys.readouterr().err
+    assert f"is {status}" in err and "5000 of 9000 requests failed" in err
+    assert "--allow-partial" in err
+    allowed = ["check", str(run), "--baseline", str(baseline), "--thresholds", str(THRESHOLDS)]
+    assert main([*allowed, "--allow-partial"]) == 0
+    assert "judging anyway (--allow-partial)" in capsys.readouterr().err
+
+
+def test_an_exported_baseline_keeps_its_status(baseline_run, tmp_path, capsys):
+    broken = _with_status(baseline_run, tmp_path, "partial", "shared server")
+    exported = tmp_path / "baseline.json"
+    assert main(["check", str(broken), "--export-baseline", str(exported)]) == 0
+    assert check(baseline_run, exported) == 2
+    assert "is partial (" in capsys.readouterr().err

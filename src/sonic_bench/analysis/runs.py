@@ -96,8 +96,14 @@ def _notes(manifest: Manifest, status: str, steps: pd.DataFrame, events, intact:
     elif status == "running":
         notes.append("the run is still running: figures are those of the levels done so far")
     elif status in ("partial", "failed"):
-        reasons = "; ".join(manifest.warnings[:2]) or "no reason recorded"
+        why = [w for w in manifest.warnings if any(k in w for k in _REASON_WORDS)]
+        reasons = "; ".join((why or list(manifest.warnings))[:3]) or "no reason recorded"
         notes.append(f"the run ended {status}: {reasons}")
+    if any("shared server" in w for w in manifest.warnings):
+        notes.append(
+            "shared server: another client used the model during the run, so its "
+            "figures are not this run's alone"
+        )
     errors = pd.to_numeric(steps.get("errors"), errors="coerce").fillna(0).sum()
     if errors:
         notes.append(f"{errors:.0f} requests failed during the measured levels")
@@ -165,6 +171,7 @@ def load_run(folder: Path) -> LoadedRun:
     if missing:
         raise SkippedRun(f"{folder / STEPS}: column(s) {', '.join(missing)} missing")
     steps = steps.reindex(columns=list(dict.fromkeys([*STEP_COLUMNS, *steps.columns])))
+    steps, non_finite = _without_non_finite(steps)
     events = _csv(folder / EVENTS, "events.csv")
     if events is not None and "failed_requests" not in events:
         events["failed_requests"] = 0  # written before failures were counted per event
@@ -178,7 +185,27 @@ def load_run(folder: Path) -> LoadedRun:
         metrics=_label_columns(_csv(folder / "metrics.csv.gz", "metrics.csv.gz")),
         requests_intact=intact,
     )
-    return replace(run, notes=_notes(run.manifest, run.status, steps, events, intact))
+    notes = _notes(run.manifest, run.status, steps, events, intact)
+    if non_finite:
+        notes += (
+            f"steps.csv holds infinite values in {', '.join(non_finite)}: they are left "
+            "out, not taken as figures",
+        )
+    return replace(run, notes=notes)
+
+
+def _without_non_finite(steps: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Numeric columns with +-inf (a tool's division by a zero span): read as missing."""
+    numeric = steps.select_dtypes("number")
+    infinite = [c for c in numeric if numeric[c].isin([float("inf"), float("-inf")]).any()]
+    if infinite:
+        steps = steps.copy()
+        steps[infinite] = steps[infinite].replace([float("inf"), float("-inf")], float("nan"))
+    return steps, infinite
+
+
+# Warnings that say why a run is not complete, before the others (instability and the like).
+_REASON_WORDS = ("failed", "ended early", "run ended", "shared server", "cannot write", "timed out")
 
 
 def request_latency_percentiles(path: Path) -> pd.DataFrame:

@@ -6,6 +6,7 @@ show progress; nothing here prints.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,8 +63,18 @@ class MeasurementSettings:
     def __post_init__(self) -> None:
         checks = (
             (self.busy_poll_us >= 0, "--busy-poll must not be negative"),
-            (self.window_s > 0, f"--window {self.window_s:g}: give a positive number of seconds"),
-            (self.warmup_s >= 0, f"--warmup {self.warmup_s:g}: must not be negative"),
+            (
+                0 < self.window_s < math.inf,
+                f"--window {self.window_s:g}: give a positive number of seconds",
+            ),
+            (
+                0 <= self.warmup_s < math.inf,
+                f"--warmup {self.warmup_s:g}: give a number of seconds from 0 up",
+            ),
+            (
+                self.busy_poll_us < math.inf,
+                "--busy-poll: give a finite number of microseconds",
+            ),
             (self.max_windows >= 1, f"--max-windows {self.max_windows}: give at least 1"),
             (self.window_requests >= 0, "--window-requests must not be negative"),
             (

@@ -23,7 +23,7 @@ from sonic_bench.metrics.collect import (
 from sonic_bench.metrics.prometheus import PrometheusConfig, PrometheusServer, PrometheusUnavailable
 from sonic_bench.metrics.summary import ServerSummary, counter_increase, summarize
 from sonic_bench.results.schema import MetricsInfo
-from sonic_bench.results.store import RunWriter
+from sonic_bench.results.store import RunWriter, writing
 
 Mode = Literal["auto", "prometheus", "direct", "off"]
 METRICS_FILE = "metrics.csv.gz"
@@ -133,7 +133,7 @@ class RunMetrics:
         rows = [s for s in self.kept if start - margin <= s.t <= end + margin]
         labels = sorted({name for s in rows for name, _ in s.labels})
         path = folder / METRICS_FILE
-        with gzip.open(path, "wt", compresslevel=3, newline="") as f:
+        with writing(path), gzip.open(path, "wt", compresslevel=3, newline="") as f:
             # One column per label (schema v2), quoted by the csv module where needed.
             writer = csv.writer(f)
             writer.writerow(["t", "metric", "value", *labels])

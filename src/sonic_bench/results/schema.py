@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 import types
 import typing
@@ -78,7 +79,22 @@ def utc_now() -> str:
     return iso_utc(time.time())
 
 
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def check_label(label: str) -> str:
+    """A run label becomes part of a folder name under --results: letters, digits, '.',
+    '_' and '-', so that no label leaves that folder or nests one `analyze` cannot find."""
+    if not _LABEL.fullmatch(label) or ".." in label:
+        raise SonicBenchError(
+            f"--label {label!r}: use letters, digits, '.', '_' and '-' (up to 80, no '..' "
+            "or '/'), e.g. --label gpu-a100"
+        )
+    return label
+
+
 def make_run_id(label: str, when: dt.datetime | None = None) -> str:
+    check_label(label)
     stamp = (when or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{label}"
 

@@ -7,12 +7,15 @@ leaves `status: partial`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import gzip
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,10 +46,52 @@ _REQUEST_FORMAT = {
 }
 
 
+class ResultsUnwritable(SonicBenchError):
+    """The results folder took no more (disk full, read-only, removed): what was
+    written before stays as it is."""
+
+
+def _unwritable(path: Path, error: OSError) -> ResultsUnwritable:
+    reason = error.strerror or type(error).__name__
+    code = errno.errorcode.get(error.errno or 0, "")
+    return ResultsUnwritable(
+        f"cannot write {path}: {reason}{f' ({code})' if code else ''}: what was written "
+        "before is kept; free space or give a writable --results"
+    )
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Any OSError while writing `path` (a run's file) as one clear error."""
+    try:
+        yield
+    except OSError as e:
+        raise _unwritable(path, e) from None
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # no half-written temp manifest left beside the good one
+        raise _unwritable(path, e) from None
+
+
+def _write_json_in_place(path: Path, data: dict[str, Any]) -> None:
+    """The last resort on a full disk: the manifest rewritten compact over its own
+    blocks, only when the compact text is no longer than the file (so no new block is
+    needed, and a failed write cannot leave less than was there)."""
+    text = (json.dumps(data, separators=(",", ":")) + "\n").encode()
+    if len(text) > path.stat().st_size:
+        raise OSError(errno.ENOSPC, "no room to record the status")
+    with open(path, "r+b") as f:
+        f.write(text)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _csv_value(value: Any) -> Any:
@@ -55,6 +100,17 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     return value
+
+
+def check_writable(root: Path) -> None:
+    """Fail at once, in one line, when run folders cannot be written under `root`
+    (read-only, a file in the way, no space), before a server is started for nothing."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".sonic-probe-"):
+            pass
+    except OSError as e:
+        raise _unwritable(root, e) from None
 
 
 class RunWriter:
@@ -69,6 +125,8 @@ class RunWriter:
             raise SonicBenchError(
                 f"run folder {self.folder} already exists: choose another --label"
             ) from None
+        except OSError as e:
+            raise _unwritable(self.folder, e) from None
         self.steps_written = 0
         self.degraded = False
         self._save()
@@ -81,14 +139,15 @@ class RunWriter:
         if unknown:
             raise ValueError(f"unknown steps.csv columns: {sorted(unknown)}")
         path = self.folder / STEPS
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=STEP_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow({c: _csv_value(row.get(c)) for c in STEP_COLUMNS})
-            f.flush()
-            os.fsync(f.fileno())
+        with writing(path):
+            new = not path.exists()
+            with open(path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=STEP_COLUMNS)
+                if new:
+                    writer.writeheader()
+                writer.writerow({c: _csv_value(row.get(c)) for c in STEP_COLUMNS})
+                f.flush()
+                os.fsync(f.fileno())
         self.steps_written += 1
 
     def append_requests(self, rows: Iterable[Sequence[Any]]) -> int:
@@ -98,10 +157,11 @@ class RunWriter:
         lines = [",".join(f(v) for f, v in zip(formats, row, strict=True)) for row in rows]
         if not lines:
             return 0
-        if not path.exists():
-            lines.insert(0, ",".join(REQUEST_COLUMNS))
-        with gzip.open(path, "at", compresslevel=3) as f:
-            f.write("\n".join(lines) + "\n")
+        with writing(path):
+            if not path.exists():
+                lines.insert(0, ",".join(REQUEST_COLUMNS))
+            with gzip.open(path, "at", compresslevel=3) as f:
+                f.write("\n".join(lines) + "\n")
         return len(lines)
 
     def append_events(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -109,12 +169,13 @@ class RunWriter:
         if not rows:
             return
         path = self.folder / EVENTS
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        with writing(path):
+            new = not path.exists()
+            with open(path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerows(rows)
 
     def update(self, **changes: Any) -> None:
         self.manifest = replace(self.manifest, **changes)
@@ -142,8 +203,21 @@ class RunWriter:
             if self.manifest.status == "running":
                 self.finish("partial" if self.degraded else "complete")
             return
-        reason = "interrupted" if exc_type is KeyboardInterrupt else f"{exc_type.__name__}: {exc}"
-        self.finish("partial" if self.steps_written else "failed", (f"run ended early: {reason}",))
+        if exc_type is KeyboardInterrupt:
+            reason = "interrupted"
+        elif isinstance(exc, SonicBenchError):
+            reason = str(exc)
+        else:
+            reason = f"{exc_type.__name__}: {exc}"
+        status: RunStatus = "partial" if self.steps_written else "failed"
+        self.manifest = self.manifest.finished(status, (f"run ended early: {reason}",))
+        try:
+            self._save()
+        except ResultsUnwritable:
+            # The run already fails with its own error; record its status if the disk
+            # lets us at all, and never hide that error behind this one.
+            with contextlib.suppress(OSError):
+                _write_json_in_place(self.folder / MANIFEST, self.manifest.to_dict())
 
 
 @dataclass(frozen=True)

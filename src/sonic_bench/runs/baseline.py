@@ -3,6 +3,7 @@ and batch setting, written as a `baseline` run folder."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,14 @@ from sonic_bench.measure.stats import summarize_latencies
 from sonic_bench.model.emtrackmichel import DEFAULT_SEED as MODEL_SEED
 from sonic_bench.model.emtrackmichel import model_bytes
 from sonic_bench.results.manifest import new_manifest
-from sonic_bench.results.schema import LoadInfo, Manifest, ServerInfo, WorkloadInfo, utc_now
+from sonic_bench.results.schema import (
+    LoadInfo,
+    Manifest,
+    ServerInfo,
+    WorkloadInfo,
+    check_label,
+    utc_now,
+)
 from sonic_bench.results.store import RunWriter
 from sonic_bench.workload.event import DEFAULT_SEED as WORKLOAD_SEED
 from sonic_bench.workload.pool import BatchPool, simulated_pool
@@ -36,6 +44,9 @@ class BaselinePlan:
     label: str = "baseline"
 
     def __post_init__(self) -> None:
+        check_label(self.label)
+        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise SonicBenchError(f"--duration {self.duration_s:g}: give a positive number")
         if not self.settings:
             raise SonicBenchError("--batch is empty: give small, large or a number")
 

@@ -9,8 +9,10 @@ prints what comes back.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -37,8 +39,14 @@ from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
 from sonic_bench.perf_analyzer import engine as perf_analyzer
 from sonic_bench.perf_analyzer.engine import write_input_data
 from sonic_bench.results.manifest import new_manifest
-from sonic_bench.results.schema import LoadInfo, Manifest, WorkloadInfo, served_model
-from sonic_bench.results.store import RunWriter
+from sonic_bench.results.schema import (
+    LoadInfo,
+    Manifest,
+    WorkloadInfo,
+    check_label,
+    served_model,
+)
+from sonic_bench.results.store import ResultsUnwritable, RunWriter, check_writable
 from sonic_bench.runs.progress import JobProgress
 from sonic_bench.runs.search import LatencyBudgetSearch
 from sonic_bench.runs.target import Target, reach
@@ -87,8 +95,10 @@ def levels(
 ) -> tuple[Level, ...]:
     """Open-loop levels when rates are given, else closed-loop concurrency levels."""
     if rates:
-        if any(not r > 0 for r in rates):
-            raise SonicBenchError("--rate values must be positive requests per second")
+        if any(not 0 < r < math.inf for r in rates):
+            raise SonicBenchError("--rate values must be positive, finite requests per second")
+        if max_in_flight < 1:
+            raise SonicBenchError(f"--max-in-flight {max_in_flight}: give at least 1")
         return tuple(Level(rate=r, poisson=poisson, max_in_flight=max_in_flight) for r in rates)
     counts = concurrency or DEFAULT_CONCURRENCY
     if any(c < 1 or c > MAX_CLIENTS for c in counts):
@@ -118,8 +128,17 @@ class SweepPlan:
         return self.uniform_batches or self.engine == "perf_analyzer"
 
     def __post_init__(self) -> None:
+        check_label(self.label)
         if self.repeat < 1:
             raise SonicBenchError("--repeat must be at least 1")
+        if self.pool_batches < 1:
+            raise SonicBenchError(f"--pool-batches {self.pool_batches}: give at least 1")
+        if self.seed < 0:
+            raise SonicBenchError(f"--seed {self.seed}: give a number from 0 up")
+        if self.reference_seconds is not None and not (
+            math.isfinite(self.reference_seconds) and self.reference_seconds > 0
+        ):
+            raise SonicBenchError("--reference-seconds: give a positive number of seconds")
         if self.engine == "perf_analyzer" and self.settings.busy_poll_us:
             raise SonicBenchError("--busy-poll is the native engine's: drop it for perf_analyzer")
         if not self.configurations or not self.levels:
@@ -228,6 +247,7 @@ def run_sweep(
 ) -> list[SweepRun]:
     hooks = hooks or LevelHooks()
     runs: list[SweepRun] = []
+    check_writable(plan.results)
     with reach(target, hooks) as reached, RunMetrics(metrics, reached.metrics_url) as recording:
         for message in recording.warnings:
             hooks.warning(message)
@@ -388,7 +408,10 @@ def _sweep_one(
                 writer.update(load=replace(manifest.load, levels=measured_levels))
         finally:
             answered = sum(int(r.row.get("requests") or 0) for r in results)
-            metrics.record(writer, started, time.time(), answered)
+            # When the run already fails (a full disk, say), its own error is the one told.
+            failing = sys.exception() is not None
+            with contextlib.suppress(ResultsUnwritable) if failing else contextlib.nullcontext():
+                metrics.record(writer, started, time.time(), answered)
     return SweepRun(config, writer.folder, average, tuple(results), budget, writer.manifest.status)
 
 
