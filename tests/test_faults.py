@@ -174,6 +174,35 @@ def test_sigkill_of_the_harness_leaves_nothing_behind(tmp_path, capsys):
     assert any("never finished" in w for w in summary["warnings"])
 
 
+def test_sigkill_of_the_harness_with_perf_analyzer_leaves_no_temp_folder(server, tmp_path):
+    """perf_analyzer's input data and reports live in a temp folder of the harness: a
+    reaper removes it when the harness is killed mid-level, and perf_analyzer dies too."""
+    before = set(Path("/tmp").glob("sonic-pa-*"))
+    command = [
+        *SONIC, "sweep", "--url", server.grpc_url, "--calibration", "--batch", "small",
+        "--engine", "perf_analyzer", "--concurrency", "1,2", "--window", "1",
+        "--metrics", "off", "--results", str(tmp_path),
+    ]  # fmt: skip
+    harness = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not _children_named(psutil.Process(harness.pid), "perf_analyzer"):
+            if harness.poll() is not None:
+                pytest.fail(f"the sweep ended first: {harness.stderr.read().decode()[-800:]}")
+            assert time.monotonic() < deadline, "no perf_analyzer"
+            time.sleep(0.1)
+        ours = set(Path("/tmp").glob("sonic-pa-*")) - before
+        assert ours, "perf_analyzer's folder is not where it was looked for"
+        children = psutil.Process(harness.pid).children(recursive=True)
+        os.kill(harness.pid, signal.SIGKILL)
+        harness.wait()
+        _, alive = psutil.wait_procs(children, timeout=30)
+    finally:
+        harness.kill()
+    assert not alive, f"still running after the harness died: {[p.name() for p in alive]}"
+    assert not any(folder.exists() for folder in ours)
+
+
 def test_stopped_server_removes_its_shared_memory_and_temp_folder():
     server = EmbeddedServer(server_config(models=(MODEL_CALIBRATION,))).start()
     regions = list(SHM_FOLDER.glob(f"{server.shm_prefix}*"))

@@ -22,10 +22,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,6 +211,18 @@ class LeftoversGuard:
         if self._reaper is not None:
             self._reaper.dismiss()
             self._reaper = None
+
+
+@contextlib.contextmanager
+def owned_folder(prefix: str) -> Iterator[Path]:
+    """A temp folder of the harness's own (perf_analyzer's input data and reports):
+    removed at the end of the block, or by its reaper should the harness be killed."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    guard = LeftoversGuard(Leftovers(folders=(path,)))
+    try:
+        yield path
+    finally:
+        guard.close()
 
 
 NO_GROUP = 0  # a reaper with no process group to end, only leftovers to remove

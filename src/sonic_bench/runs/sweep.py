@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -38,6 +37,7 @@ from sonic_bench.model.emtrackmichel import model_bytes
 from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
 from sonic_bench.perf_analyzer import engine as perf_analyzer
 from sonic_bench.perf_analyzer.engine import write_input_data
+from sonic_bench.process import owned_folder
 from sonic_bench.results.manifest import new_manifest
 from sonic_bench.results.schema import (
     LoadInfo,
@@ -362,7 +362,7 @@ def _sweep_one(
             hooks.warning(message)
             writer.warn(message)
         if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end
-            workdir = Path(owned.enter_context(tempfile.TemporaryDirectory(prefix="sonic-pa-")))
+            workdir = owned.enter_context(owned_folder("sonic-pa-"))
             data = write_input_data(
                 batches.arrays, workdir / "input.json", round(average), endpoint.shared_memory
             )
