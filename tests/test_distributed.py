@@ -6,6 +6,7 @@ the master asked for, and the run folder must say what happened.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import urllib.request
 from argparse import Namespace
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import ROOT, read_events, read_requests, server_config
 
@@ -198,3 +200,118 @@ def test_a_run_started_from_the_web_ui_uses_its_fields(calibration_server, tmp_p
 
 def _finished(results: Path) -> bool:
     return any(read_run(f).manifest.status != "running" for f in results.iterdir())
+
+
+def _web_ui(results: Path, web: int, *extra: str) -> subprocess.Popen:
+    command = [
+        *LOCUST, "--web-port", str(web), "--metrics", "off", "--results", str(results), *SHORT,
+        *extra,
+    ]  # fmt: skip
+    ui = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not http_ok(f"http://127.0.0.1:{web}/"):
+        assert ui.poll() is None and time.monotonic() < deadline, "web UI did not start"
+        time.sleep(0.2)
+    return ui
+
+
+def _swarm(web: int, fields: dict[str, str]) -> dict:
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{web}/swarm", data=data)
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return json.loads(reply.read())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"batch_size": "foo"},
+        {"event_scale": "-1"},
+        {"event_scale": "nan"},
+        {"step_seconds": "inf"},
+        {"spawn_rate": "-1"},
+        {"label": "../../x"},
+        {"other_seconds": "ten"},
+    ],
+    ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()),
+)
+def test_the_web_ui_refuses_what_the_command_line_refuses(calibration_server, tmp_path, fields):
+    web = free_port()
+    ui = _web_ui(tmp_path / "results", web)
+    try:
+        form = {
+            "user_count": "1",
+            "spawn_rate": "1",
+            "host": f"http://{calibration_server.http_url}",
+        }
+        answer = _swarm(web, {**form, **fields})
+        time.sleep(1)  # a run that started anyway would have made its folder by now
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.communicate(timeout=60)
+    assert answer["success"] is False and answer["message"].startswith("sonic-bench: ")
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").iterdir())
+
+
+def test_the_web_ui_listens_on_loopback_unless_asked(tmp_path):
+    web = free_port()
+    ui = _web_ui(tmp_path, web)
+    try:
+        listening = {
+            c.laddr.ip
+            for c in psutil.Process(ui.pid).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == web
+        }
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.communicate(timeout=60)
+    assert listening == {"127.0.0.1"}
+
+
+OTHER_LOCUSTFILE = """
+from locust import User, task
+
+
+class SomethingElse(User):
+    @task
+    def nothing(self):
+        pass
+"""
+
+
+def test_a_worker_that_cannot_run_its_users_makes_the_step_say_so(calibration_server, tmp_path):
+    """One worker runs another locustfile: the master's user class is not there, so its
+    share of the users never runs. The step records the users that ran, the run is
+    partial, and the warning says why."""
+    server, port = calibration_server, free_port()
+    other = tmp_path / "other.py"
+    other.write_text(OTHER_LOCUSTFILE)
+    results = tmp_path / "results"
+    master = subprocess.Popen(
+        _master(server, results, port, "--expect-workers", "2", "--staircase", "2",
+                "--step-seconds", "8"),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    stranger = [sys.executable, "-m", "locust", "-f", str(other), "--worker",
+                "--master-host", "127.0.0.1", "--master-port", str(port)]  # fmt: skip
+    workers = [
+        _worker(port),
+        subprocess.Popen(stranger, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    try:
+        master.communicate(timeout=180)
+    finally:
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+    (folder,) = results.iterdir()
+    run = read_run(folder)
+    assert run.manifest.status == "partial", run.manifest.warnings
+    assert any("asked for 2 users and 1 ran" in w for w in run.manifest.warnings), (
+        run.manifest.warnings,
+        run.steps,
+    )
+    assert [int(s["concurrency"]) for s in run.steps] == [1]

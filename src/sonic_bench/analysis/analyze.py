@@ -143,7 +143,12 @@ def plots(analysis: Analysis, output: Path) -> dict[str, Path]:
 
 def write_outputs(analysis: Analysis, output: Path, with_plots: bool = True):
     """report.md and the plots in `output`; returns (report path, images)."""
-    output.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not output.is_dir():
+        raise SonicBenchError(f"--output {output} is a file: give a folder for the report")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SonicBenchError(f"cannot make the report folder {output}: {e.strerror}") from None
     images = plots(analysis, output) if with_plots else {}
     report = write_report(
         output / "report.md",

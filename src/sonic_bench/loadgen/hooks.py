@@ -1,8 +1,9 @@
 """Wiring into Locust's events: arguments, per-process set-up, records, the run folder.
 
-Importing this module installs the listeners (the Locust file does). It adds two events
+Importing this module installs the listeners (the Locust file does). It adds events
 of its own: `events.sonic_event`, fired once per reconstructed event with its timings,
-and `events.sonic_step`, fired on the leading process when the user count changes;
+`events.sonic_step`, fired on the leading process when the target user count changes,
+and `events.sonic_users`, fired there when the count of users running changes;
 other listeners may subscribe to them like to any Locust event. Everything sonic-bench
 keeps per process lives in one `LoadgenState` on the Environment.
 """
@@ -19,6 +20,7 @@ from locust.event import EventHook
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.loadgen import webui
 from sonic_bench.loadgen.context import LoadgenContext, build_context
 from sonic_bench.loadgen.options import LoadgenOptions, add_arguments, from_parsed
 from sonic_bench.loadgen.recorder import (
@@ -42,7 +44,7 @@ logger = logging.getLogger("sonic-bench")
 # Locust worker processes (and the gRPC protocol would block every user).
 grpc_gevent.init_gevent()
 
-for _name in ("sonic_event", "sonic_step"):
+for _name in ("sonic_event", "sonic_step", "sonic_users"):
     if not hasattr(events, _name):
         setattr(events, _name, EventHook())
 
@@ -50,6 +52,9 @@ for _name in ("sonic_event", "sonic_step"):
 @events.init_command_line_parser.add_listener
 def _arguments(parser) -> None:
     add_arguments(parser)
+    # The web UI starts load at any target its visitor names: on loopback unless asked
+    # (--web-host '*' or an address, with --web-login where others can reach it).
+    parser.set_defaults(web_host="127.0.0.1")
 
 
 def _fail(environment, message: str) -> None:
@@ -71,8 +76,11 @@ def _set_up(environment, **_) -> None:
     try:
         options = from_parsed(environment.parsed_options, environment.host)
     except SonicBenchError as e:
-        _fail(environment, str(e))
-        return
+        # Before anything runs: one line and exit 2, as the sweep's command line does.
+        logger.error("sonic-bench: %s", e)
+        raise SystemExit(2) from None
+    if environment.web_ui is not None:
+        webui.install(environment)
     state = LoadgenState(options)
     setattr(environment, ATTRIBUTE, state)
     _build(environment, state)
@@ -258,6 +266,7 @@ def _start_run(environment, **_) -> None:
         logger.warning("sonic-bench: %s", message)
     state.recorder, state.warnings = recorder, []
     environment.events.sonic_step.add_listener(recorder.steps.on_step)
+    environment.events.sonic_users.add_listener(recorder.steps.on_running)
     # The staircase's clock starts now that users can run: the workload was being built
     # until here, and the first step must not lose that time.
     if environment.shape_class is not None:
@@ -284,6 +293,7 @@ def _finish(environment, status, extra: tuple[str, ...] = ()) -> None:
         state.step_watcher.kill(block=False)
         state.step_watcher = None
     environment.events.sonic_step.remove_listener(recorder.steps.on_step)
+    environment.events.sonic_users.remove_listener(recorder.steps.on_running)
     folder = recorder.finish(status, (*state.warnings, *extra))
     logger.info("sonic-bench: run written to %s", folder)
 

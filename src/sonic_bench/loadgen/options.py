@@ -8,12 +8,15 @@ The target is Locust's own `-H/--host` (the web UI's Host field); `--url` is an 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.loadgen.staircase import Staircase
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
+from sonic_bench.results.schema import check_label
+from sonic_bench.runs.target import normalize_url
 from sonic_bench.workload.batching import parse_batch_setting
 from sonic_bench.workload.event import DEFAULT_SEED
 
@@ -144,24 +147,49 @@ def _staircase(text: str) -> tuple[int, ...]:
 def target_url(host: str | None, url: str) -> str:
     """host:port of Triton, from Locust's -H/--host (scheme optional) or --url."""
     chosen = (host or url or "").strip()
-    return chosen.split("://", 1)[-1].rstrip("/")
+    return normalize_url(chosen, False)[0]
+
+
+# Options that are seconds or fractions: finite and not negative (NaN and inf refused).
+_NON_NEGATIVE = (
+    "other_seconds",
+    "preprocess_seconds",
+    "step_seconds",
+    "step_seconds_per_user",
+    "other_jitter",
+)
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _check(parsed) -> None:
+    """Every sonic-bench value (and Locust's -u/-r, which the staircase-off shape uses)
+    as the command line, the environment or the web UI gave it: one error naming it."""
+    if parsed.max_retries < 0 or parsed.max_failed_events < 0:
+        raise SonicBenchError("--max-retries and --max-failed-events must not be negative")
+    if not (math.isfinite(parsed.event_scale) and 0 < parsed.event_scale <= 1):
+        raise SonicBenchError(f"--event-scale {parsed.event_scale}: use a value in (0, 1]")
+    for name in _NON_NEGATIVE:
+        value = getattr(parsed, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise SonicBenchError(f"{_flag(name)} {value}: give a finite number from 0 up")
+    if parsed.seed < 0:
+        raise SonicBenchError(f"--seed {parsed.seed}: give a number from 0 up")
+    if not 1 <= parsed.prometheus_port <= 65535:
+        raise SonicBenchError(f"--prometheus-port {parsed.prometheus_port}: give 1 to 65535")
+    check_label(parsed.label)
+    spawn_rate = getattr(parsed, "spawn_rate", None)
+    if spawn_rate is not None and not (math.isfinite(spawn_rate) and spawn_rate > 0):
+        raise SonicBenchError(f"spawn rate (-r) {spawn_rate}: give a positive number of users/s")
+    users = getattr(parsed, "num_users", None)
+    if users is not None and users < 0:
+        raise SonicBenchError(f"users (-u) {users}: give a number from 0 up")
 
 
 def from_parsed(parsed, host: str | None = None) -> LoadgenOptions:
-    if parsed.max_retries < 0 or parsed.max_failed_events < 0:
-        raise SonicBenchError("--max-retries and --max-failed-events must not be negative")
-    if not 0 < parsed.event_scale <= 1:
-        raise SonicBenchError(f"--event-scale {parsed.event_scale}: use a value in (0, 1]")
-    names = (
-        "other_seconds",
-        "preprocess_seconds",
-        "step_seconds",
-        "step_seconds_per_user",
-        "other_jitter",
-    )
-    for name in names:
-        if getattr(parsed, name) < 0:
-            raise SonicBenchError(f"--{name.replace('_', '-')} must not be negative")
+    _check(parsed)
     return LoadgenOptions(
         url=target_url(host if host is not None else getattr(parsed, "host", None), parsed.url),
         protocol=parsed.protocol,

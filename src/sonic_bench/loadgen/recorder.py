@@ -65,7 +65,8 @@ class StepTally:
         ok = len(self.latencies_ms)
         return {
             "step": self.step.index,
-            "concurrency": self.step.users,
+            # What ran, not what was asked: a step short of its users says so elsewhere.
+            "concurrency": self.step.users if self.step.running is None else self.step.running,
             "batch_size": self.patches / ok if ok else None,
             "started_at": iso_utc(self.step.start),
             "ended_at": iso_utc(end),
@@ -195,6 +196,13 @@ class RunRecorder:
                 break
             tally = self._tally(step)
             if not tally.written:
+                if tally.step.short_of_users:
+                    self.mismatches.append(
+                        f"step {step.index} asked for {step.users} users and "
+                        f"{tally.step.running} ran (as the workers reported): a worker "
+                        "could not run its users (another locustfile, or a user class that "
+                        "failed to start; see the worker's log)"
+                    )
                 row = tally.row()
                 if self.metrics is not None:
                     model = self.writer.manifest.server.model

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import bisect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import gevent
+from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
 WATCH_INTERVAL_S = 0.05
 
@@ -22,6 +23,11 @@ class Step:
     users: int
     start: float  # unix seconds
     end: float | None = None
+    running: int | None = None  # users that ran, as the runner (its workers) last reported
+
+    @property
+    def short_of_users(self) -> bool:
+        return self.running is not None and self.running != self.users
 
 
 @dataclass
@@ -36,10 +42,16 @@ class StepLog:
             self.close(when)
         self.steps.append(Step(len(self.steps), users, when))
 
+    def on_running(self, running: int, **_) -> None:
+        """The users running now (a worker's own heartbeat, summed by the master): the
+        last count a step saw is what it ran with, which a worker that could not start
+        its users leaves short of what was asked."""
+        if self.steps and self.steps[-1].end is None:
+            self.steps[-1] = replace(self.steps[-1], running=running)
+
     def close(self, when: float) -> None:
         if self.steps and self.steps[-1].end is None:
-            last = self.steps[-1]
-            self.steps[-1] = Step(last.index, last.users, last.start, when)
+            self.steps[-1] = replace(self.steps[-1], end=when)
 
     @property
     def current(self) -> Step | None:
@@ -53,15 +65,24 @@ class StepLog:
 
 
 def watch_steps(environment) -> gevent.Greenlet:
-    """Fire `sonic_step` at every change of the runner's target user count."""
+    """Fire `sonic_step` at every change of the runner's target user count, and
+    `sonic_users` at every change of the count of users running."""
 
     def watch() -> None:
-        seen = None
+        seen, seen_running = None, None
         while True:
-            users = environment.runner.target_user_count
+            runner = environment.runner
+            users = runner.target_user_count
             if users != seen and users > 0:
                 seen = users
                 environment.events.sonic_step.fire(users=users, when=time.time())
+            running = runner.user_count
+            # Only while users are meant to run: the count falls to 0 as a test drains
+            # (a target of 0) and stops.
+            meant = users > 0 and runner.state in (STATE_RUNNING, STATE_SPAWNING)
+            if running != seen_running and meant:
+                seen_running = running
+                environment.events.sonic_users.fire(running=running, when=time.time())
             gevent.sleep(WATCH_INTERVAL_S)
 
     return gevent.spawn(watch)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import resource
 import select
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.records import Clock, RequestLog
 from sonic_bench.triton.client import InferClient, InferError
 
@@ -37,6 +39,27 @@ class LoadDriver(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
+
+
+# Descriptors beside the connections: the server's and Prometheus' pipes, log files,
+# epoll, shared-memory regions, Python's own.
+SPARE_DESCRIPTORS = 128
+
+
+def ensure_descriptors(connections: int) -> None:
+    """Room for `connections` sockets: the soft limit raised up to the hard one when it
+    is short, else one clear error (a socket that cannot open fails mid-level)."""
+    needed = connections + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    raise SonicBenchError(
+        f"{connections} connections need about {needed} open files, and this shell allows "
+        f"{hard} (ulimit -n): raise it (ulimit -n {max(4096, needed)}) or lower the load"
+    )
 
 
 def schedule(rate: float, poisson: bool, seed: int = 0) -> Iterator[float]:

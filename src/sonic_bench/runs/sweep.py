@@ -29,6 +29,7 @@ from sonic_bench.measure.level import (
     MeasurementSettings,
     measure_level,
 )
+from sonic_bench.measure.load import ensure_descriptors
 from sonic_bench.measure.records import RequestRecord
 from sonic_bench.measure.reference import InProcessReference
 from sonic_bench.measure.windows import Stability
@@ -248,6 +249,7 @@ def run_sweep(
     hooks = hooks or LevelHooks()
     runs: list[SweepRun] = []
     check_writable(plan.results)
+    ensure_descriptors(max(lv.concurrency or lv.max_in_flight for lv in plan.levels))
     with reach(target, hooks) as reached, RunMetrics(metrics, reached.metrics_url) as recording:
         for message in recording.warnings:
             hooks.warning(message)
