@@ -16,6 +16,12 @@ COPY . .
 RUN make setup VENV=/opt/venv PYTHON=python3 && rm -rf /var/lib/apt/lists/* build
 ENV PATH=/opt/venv/bin:$PATH
 
+# Set up as root (Debian packages), run as a user of its own: uid 1000, as the
+# deployment's securityContext says (runAsNonRoot); /results is where runs are written.
+RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp sonic \
+    && mkdir -p /results && chown sonic:sonic /results
+USER 1000:1000
+
 # Locust's web UI and worker port (master), Triton's ports for `sonic-bench serve`.
 EXPOSE 8089 5557 8000 8001 8002
 CMD ["sonic-bench", "--help"]

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from helpers import ROOT
 
+from sonic_bench import __version__
 from sonic_bench.cli import build_parser
 from sonic_bench.metrics.collect import SERIES
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING, MODEL_NO_DYNAMIC_BATCHING
@@ -203,3 +204,79 @@ def test_the_image_is_set_up_by_the_makefile():
     assert any("make setup" in line for line in runs)
     installs = [line for line in runs if "pip install" in line or "sonic-bench model" in line]
     assert not installs, installs
+
+
+def _containers(objects: list[dict]):
+    for o in objects:
+        if o["kind"] == "Deployment":
+            pod = o["spec"]["template"]["spec"]
+            for c in pod.get("initContainers", []) + pod["containers"]:
+                yield o["metadata"]["name"], pod, c
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_runs_unprivileged_and_bounded(overlay):
+    """Non-root, no privilege escalation, a read-only root file system, no capabilities,
+    a default seccomp profile, and limits on CPU and memory: for every container."""
+    for deployment, pod, container in _containers(render(overlay)):
+        where = f"{deployment}/{container['name']}"
+        pod_context = pod.get("securityContext", {})
+        context = container.get("securityContext", {})
+        assert context or pod_context, f"{where}: no securityContext"
+        assert {**pod_context, **context}.get("runAsNonRoot") is True, where
+        assert context.get("allowPrivilegeEscalation") is False, where
+        assert context.get("readOnlyRootFilesystem") is True, where
+        assert context.get("capabilities", {}).get("drop") == ["ALL"], where
+        assert pod_context.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        limits = container.get("resources", {}).get("limits", {})
+        assert {"cpu", "memory"} <= set(limits), f"{where}: limits {limits}"
+
+
+@needs_kubectl
+def test_only_the_load_and_prometheus_reach_triton():
+    objects = render("keda")
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    rules = policies["triton-clients"]["ingress"]
+    senders = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for rule in rules
+        for p in rule["from"]
+        if "podSelector" in p
+    }
+    assert senders == {"locust-worker", "locust-master", "prometheus"}
+    inference = [r for r in rules if {p["port"] for p in r["ports"]} == {8000, 8001}]
+    assert inference and all("prometheus" not in json.dumps(r) for r in inference)
+    # No Service is exposed outside the cluster: the web UIs are for port-forward.
+    services = [o for o in objects if o["kind"] == "Service"]
+    assert all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in services)
+
+
+@needs_kubectl
+def test_what_must_outlive_a_pod_is_on_a_volume_claim_and_no_password_is_committed():
+    objects = render("keda")
+    master = _kind(objects, "Deployment", "locust-master")["spec"]["template"]["spec"]
+    prometheus = _kind(objects, "Deployment", "prometheus")["spec"]["template"]["spec"]
+    claims = {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    for pod, volume in ((master, "results"), (prometheus, "data")):
+        (found,) = [v for v in pod["volumes"] if v["name"] == volume]
+        assert found["persistentVolumeClaim"]["claimName"] in claims
+    grafana = _container(objects, "grafana", "grafana")
+    env = {e["name"]: e for e in grafana["env"]}
+    assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+    assert not any(o["kind"] == "Secret" for o in objects)
+
+
+@needs_kubectl
+def test_the_harness_image_is_pinned_to_the_package_version():
+    images = {c["image"] for _, _, c in _containers(render("keda"))}
+    harness = {i for i in images if i.startswith("sonic-bench")}
+    assert harness == {f"sonic-bench:{__version__}"}
+    assert not any(i.endswith(":latest") or ":" not in i for i in images)
+
+
+def test_the_image_runs_as_a_user_of_its_own():
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
