@@ -9,6 +9,7 @@ import csv
 import gzip
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import ROOT, locust_command, read_events, run_locust, server_config
+from helpers import (
+    ROOT,
+    locust_command,
+    only_run,
+    quick_sweep,
+    read_events,
+    run_locust,
+    server_config,
+)
 
 from sonic_bench.cli import main
 from sonic_bench.measure.level import LevelHooks, MeasurementSettings
@@ -377,6 +386,25 @@ def test_check_against_a_baseline_missing_fields_cannot_judge(tmp_path, capsys):
         ["predict", "--t-cpu", "nan"],
         ["predict", "--link-gbps", "0"],
         ["predict", "--p", "2"],
+        ["sweep", "--pool-batches", "0"],
+        ["sweep", "--pool-batches", "-1"],
+        ["sweep", "--seed", "-1"],
+        ["sweep", "--window", "inf"],
+        ["sweep", "--warmup", "inf"],
+        ["sweep", "--warmup", "nan"],
+        ["sweep", "--timeout", "0"],
+        ["sweep", "--timeout", "nan"],
+        ["sweep", "--connect-timeout", "inf"],
+        ["sweep", "--rate", "inf"],
+        ["sweep", "--label", "../../x"],
+        ["sweep", "--label", "a/b"],
+        ["sweep", "--url", "127.0.0.1:70000"],
+        ["sweep", "--url", "127.0.0.1:port"],
+        ["sweep", "--url", "ftp://127.0.0.1:8001"],
+        ["sweep", "--url", "http://127.0.0.1:8001/v2/models"],
+        ["baseline", "--duration", "inf"],
+        ["baseline", "--label", "../x"],
+        ["analyze", str(FIXTURES), "--output", str(ROOT / "pyproject.toml")],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, capsys):
@@ -408,3 +436,34 @@ def _seconds(iso: str) -> float:
     import datetime as dt
 
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# 12. What a user pastes as --url, and header names in any case: accepted as meant.
+def test_a_url_with_a_scheme_and_an_uppercase_header_work(server, tmp_path, capsys):
+    argv = quick_sweep(server, tmp_path, "--concurrency", "1")
+    argv[argv.index("--url") + 1] = f"http://{server.grpc_url}/"
+    assert main([*argv, "--header", "Authorization:Bearer token"]) == 0
+    manifest = read_run(only_run(tmp_path)).manifest
+    assert manifest.server.url == server.grpc_url and manifest.status == "complete"
+
+
+def test_tls_to_a_plain_server_is_one_line(server, tmp_path, capsys):
+    argv = quick_sweep(server, tmp_path, "--concurrency", "1", "--protocol", "http")
+    argv[argv.index("--url") + 1] = f"https://{server.http_url}"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(_error_lines(err)) == 1 and "cannot reach Triton" in err and "Traceback" not in err
+
+
+def test_too_few_open_files_for_the_load_is_one_line(tmp_path):
+    """ulimit -n 256 and 400 connections asked for: said before anything starts."""
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    command = [*SONIC, "sweep", "--concurrency", "400", "--results", str(tmp_path)]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, preexec_fn=low_limit, timeout=60
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "ulimit -n" in done.stderr and len(_error_lines(done.stderr)) == 1
