@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import (
+    LOCUST,
     ROOT,
     locust_command,
     only_run,
@@ -467,3 +468,25 @@ def test_too_few_open_files_for_the_load_is_one_line(tmp_path):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "ulimit -n" in done.stderr and len(_error_lines(done.stderr)) == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--step-seconds", "nan"],
+        ["--event-scale", "-1"],
+        ["--other-seconds", "inf"],
+        ["--batch-size", "foo"],
+        ["--label", "../../x"],
+        ["--url", "127.0.0.1:70000"],
+        ["--seed", "-1"],
+    ],
+    ids=lambda bad: "=".join(bad),
+)
+def test_bad_locust_options_are_one_line_and_exit_2(tmp_path, bad):
+    command = [*LOCUST, "--url", "127.0.0.1:1", "--results", str(tmp_path), "-t", "5", *bad]
+    done = run_locust(command, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "ERROR" in line]) == 1
+    assert not list(tmp_path.iterdir())

@@ -203,6 +203,10 @@ class RunRecorder:
                         "could not run its users (another locustfile, or a user class that "
                         "failed to start; see the worker's log)"
                     )
+                if not tally.latencies_ms:
+                    self.mismatches.append(
+                        f"step {step.index} ({tally.step.users} users) had no request answered"
+                    )
                 row = tally.row()
                 if self.metrics is not None:
                     model = self.writer.manifest.server.model

@@ -212,7 +212,8 @@ class MeasuredLevel:
         """Every request answered, nobody else's on the server: a level a complete run
         may hold."""
         errors = self.row.get("errors") or 0
-        return self.failure is None and not errors and not self.shared_server
+        answered = self.row.get("requests") or 0
+        return self.failure is None and not errors and answered > 0 and not self.shared_server
 
     @property
     def shared_server(self) -> bool:
@@ -395,6 +396,11 @@ def _sweep_one(
                 writer.append_step(row)
                 records = sorted(measured.records, key=lambda r: r.t_send)
                 writer.append_requests(r.row(step) for r in records)
+                if not row.get("requests"):
+                    measured = replace(
+                        measured,
+                        warnings=(*measured.warnings, f"{level.label}: no request answered"),
+                    )
                 for message in measured.warnings:
                     if measured.clean:
                         writer.warn(message)
