@@ -177,3 +177,53 @@ def test_sweep_with_a_latency_budget_against_the_real_server(server, tmp_path, c
 def test_latency_budget_with_rates_is_refused(capsys):
     assert main(["sweep", "--rate", "10", "--latency-budget", "50"]) == 2
     assert "--latency-budget searches concurrency" in capsys.readouterr().err
+
+
+def test_the_whole_curve_comes_with_the_prediction_and_the_run_is_held_to_it(tmp_path, capsys):
+    """analyze gives the queueing network's curve beside the asymptotes: at one job the
+    module time is preprocessing plus the event's requests at the sweep's concurrency-1
+    rate; far past the knee it follows the asymptote's slope; the run's steps are set
+    against both."""
+    requests = 32.0
+    knee, flat, _ = _truth(requests)
+    # A sweep whose concurrency-1 level serves one request in SINGLE seconds.
+    synthetic.sweep_run(tmp_path, PLATEAU, SINGLE, knee_concurrency=PLATEAU * SINGLE / BATCH)
+    synthetic.loadgen_run(
+        tmp_path, knee, flat, OTHER, noise=0.02, seed=3, requests_per_event=requests
+    )
+    out = _analyze_json([tmp_path], tmp_path, capsys)
+    (loadgen,) = [r for r in out["runs"] if r["kind"] == "loadgen"]
+    curve = loadgen["prediction"]["curve"]
+    assert curve["module_s"][0] == pytest.approx(flat, rel=1e-6)
+    slope = requests * BATCH / PLATEAU
+    end = len(curve["jobs"]) - 1
+    assert curve["module_s"][end] - curve["module_s"][end - 1] == pytest.approx(slope, rel=0.02)
+    assert all(
+        lo <= c <= hi
+        for lo, c, hi in zip(curve["module_s_low"], curve["module_s"], curve["module_s_high"])
+    )
+    # The run was drawn from the asymptotes: the curve, above them near the knee, is
+    # close but not as close; its knee (where the module time doubles) comes later.
+    check = loadgen["prediction"]["measured_against_curve"]
+    assert check["steps"] and all(s["mva_module_s"] >= 0.99 * s["asymptotes_module_s"]
+                                  for s in check["steps"])  # fmt: skip
+    assert check["mare_asymptotes"] < 0.05 and check["mare_asymptotes"] < check["mare_mva"] < 0.2
+    assert check["knee_measured"] < check["knee_mva"] < 2 * check["knee_measured"]
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "queueing network (exact MVA" in report
+
+
+def test_a_sweep_that_did_not_saturate_falls_back_to_the_asymptotes(tmp_path, capsys):
+    synthetic.sweep_run(tmp_path, PLATEAU, SINGLE, levels=(1, 2, 4), knee_concurrency=8)
+    code = main(["predict", "--from", str(tmp_path), "--batch-size", "2300", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["curve"] is None and "did not saturate" in out["curve_problem"]
+    assert out["n_sat"] > 0  # the asymptotes still stand
+
+
+def test_predict_prints_the_curve(tmp_path, capsys):
+    synthetic.sweep_run(tmp_path, PLATEAU, SINGLE)
+    assert main(["predict", "--from", str(tmp_path), "--batch-size", "2300"]) == 0
+    out = capsys.readouterr().out
+    assert "queueing network (exact MVA" in out and "asymptotes module s" in out

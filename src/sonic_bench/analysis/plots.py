@@ -38,13 +38,19 @@ def module_time_plot(summaries: list[LoadgenSummary], path: Path) -> Path:
             p = summary.prediction
             n = np.geomspace(levels.users.min(), levels.users.max(), 200)
             knee = f"knee {p.n_sat.value:.0f} [{p.n_sat.low:.0f}, {p.n_sat.high:.0f}]"
-            ax.plot(n, p.module_time(n), ":", lw=2, color=colour, label=f"predicted: {knee}")
+            ax.plot(n, p.module_time(n), ":", lw=2, color=colour, label=f"asymptotes: {knee}")
+            curve = summary.curve
+            if curve is not None:
+                central, low, high = curve.at(n)
+                ax.plot(n, central, "-", lw=1.2, color=colour, label="queueing network (MVA)")
+                ax.fill_between(n, low, high, color=colour, alpha=0.12, lw=0)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("simultaneous CPU processes (Locust users)")
     ax.set_ylabel("EmTrackMichelId module time per event (s)")
     ax.set_title(
-        "Module time against clients: the latency model fitted (dashed), predicted (dotted)"
+        "Module time against clients: fitted (dashed), predicted by the asymptotes (dotted) "
+        "and by the queueing network (solid)"
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sonic_bench.analysis.latency_model import ModelInputs
+from sonic_bench.analysis.mva import KNEE_FACTOR, ClosedNetwork, MvaCurve, ServiceRates
 from sonic_bench.analysis.runs import LoadedRun
 from sonic_bench.analysis.throughput import KNEE_FRACTION
 from sonic_bench.errors import SonicBenchError
@@ -64,6 +65,17 @@ class ServerCapacity:
     event_patches: float  # patches in the sweep's simulated event
     plateau: tuple[float, ...]  # concurrency levels that reached 95% of the best
     warnings: tuple[str, ...] = ()
+    # Every closed-loop level: (concurrency, inferences/s, relative standard error), the
+    # server's rate per queue length for the queueing network (`mva`).
+    levels: tuple[tuple[float, float, float], ...] = ()
+    saturated: bool = True  # the best level was not the highest one
+
+    def service_rates(self, batch: float, standard_errors: float = 0.0) -> ServiceRates:
+        """mu(k) for requests of `batch` patches, each level moved by that many standard
+        errors (negative: slower)."""
+        concurrency = [c for c, _, _ in self.levels]
+        rates = [x * max(1e-9, 1 + standard_errors * e) for _, x, e in self.levels]
+        return ServiceRates.of_levels(concurrency, rates, batch)
 
 
 def _relative_error(row: pd.Series) -> float:
@@ -100,10 +112,8 @@ def capacity_from_steps(steps: pd.DataFrame, manifest: Manifest) -> ServerCapaci
     se = float(lowest.apply(_relative_error, axis=1).mean()) * latency_s
     warnings = []
     top = float(closed.concurrency.max())
-    if (
-        float(closed.loc[closed.inferences_per_s.idxmax(), "concurrency"]) == top
-        and len(closed) > 1
-    ):
+    at_top = float(closed.loc[closed.inferences_per_s.idxmax(), "concurrency"]) == top
+    if at_top and len(closed) > 1:
         warnings.append(
             f"sweep {manifest.run_id} was still at its best at its highest level "
             f"({top:g}): the server may not have saturated, so X and N_sat may be low"
@@ -127,6 +137,11 @@ def capacity_from_steps(steps: pd.DataFrame, manifest: Manifest) -> ServerCapaci
         event_patches=float(manifest.workload.patches_per_event or PATCHES_PER_EVENT),
         plateau=tuple(sorted(float(c) for c in plateau.concurrency.unique())),
         warnings=tuple(warnings),
+        levels=tuple(
+            (float(row.concurrency), float(row.inferences_per_s), _relative_error(row))
+            for _, row in closed.sort_values("concurrency").iterrows()
+        ),
+        saturated=not (at_top and len(closed) > 1),
     )
 
 
@@ -185,6 +200,41 @@ class JobPlan:
         )
 
 
+MIN_CURVE_LEVELS = 3  # concurrency levels a sweep needs for the queueing network
+
+
+@dataclass(frozen=True)
+class CurvePrediction:
+    """The module and event time at every job count, from exact MVA of the jobs' closed
+    network with the sweep's rates (`mva.py`), and at the ends of the sweep's interval."""
+
+    central: MvaCurve
+    fast: MvaCurve  # every level's rate 2 standard errors up: the lower module time
+    slow: MvaCurve
+    n_star: float  # where the asymptotes of this network cross (Kleinrock)
+    knee: float | None  # where the central module time reaches KNEE_FACTOR x alone
+
+    def at(self, jobs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Module time (central, low, high) at these job counts."""
+        return (
+            self.central.module_at(jobs),
+            self.fast.module_at(jobs),
+            self.slow.module_at(jobs),
+        )
+
+    def as_json(self) -> dict:
+        return {
+            "jobs": self.central.jobs.tolist(),
+            "module_s": self.central.module_s.tolist(),
+            "module_s_low": self.fast.module_s.tolist(),
+            "module_s_high": self.slow.module_s.tolist(),
+            "event_s": self.central.event_s.tolist(),
+            "n_star": self.n_star,
+            "knee": self.knee,
+            "knee_factor": KNEE_FACTOR,
+        }
+
+
 @dataclass(frozen=True)
 class Prediction:
     capacity: ServerCapacity
@@ -228,6 +278,43 @@ class Prediction:
 
     def module_time(self, users: np.ndarray) -> np.ndarray:
         return self.model.module_time(users)
+
+    def curve_problem(self) -> str | None:
+        """Why the queueing network cannot be fed from this sweep, if it cannot."""
+        c = self.capacity
+        if len(c.levels) < MIN_CURVE_LEVELS:
+            return (
+                f"the sweep {c.run_id} has {len(c.levels)} concurrency levels, the queueing "
+                f"network needs {MIN_CURVE_LEVELS} or more: only the asymptotes are predicted"
+            )
+        if not c.saturated:
+            return (
+                f"the sweep {c.run_id} did not saturate (its best level was its highest): "
+                "the server's rate past it is unknown, so only the asymptotes are predicted"
+            )
+        return None
+
+    def curve(self, jobs: int) -> CurvePrediction | None:
+        """The whole curve for 1 .. jobs jobs, or None where the sweep cannot feed it."""
+        if self.curve_problem() is not None:
+            return None
+        batch = self.plan.patches / self.plan.requests
+
+        def solved(errors: float) -> MvaCurve:
+            return self._network(self.capacity.service_rates(batch, errors)).solve(jobs)
+
+        central = solved(0.0)
+        network = self._network(self.capacity.service_rates(batch))
+        return CurvePrediction(
+            central,
+            solved(STANDARD_ERRORS),
+            solved(-STANDARD_ERRORS),
+            network.n_star,
+            central.knee(),
+        )
+
+    def _network(self, rates: ServiceRates) -> ClosedNetwork:
+        return ClosedNetwork(self.plan.other_s, self.plan.preprocess_s, self.plan.requests, rates)
 
     def n_sat_at(self, inferences_per_s: float) -> float:
         """The knee had the server offered this throughput instead of the sweep's (to

@@ -187,6 +187,27 @@ def prediction_rows(runs: list[LoadgenSummary]):
     return rows
 
 
+def curve_line(s: LoadgenSummary) -> str | None:
+    """The whole predicted curve against the steps, in one line (or why there is none)."""
+    if s.prediction is None:
+        return None
+    check = s.curve_check()
+    if check is None:
+        return f"{s.run.run_id}: {s.prediction.curve_problem()}"
+    factor = check["knee_factor"]
+
+    def knee(value):
+        return "not reached" if value is None else f"{value:.1f}"
+
+    return (
+        f"{s.run.run_id}: the queueing network (exact MVA with the sweep's rate at each "
+        f"concurrency) predicts the module time at every step with a median absolute "
+        f"error of {check['mare_mva']:.0%}, the asymptotes with {check['mare_asymptotes']:.0%}; "
+        f"the module time reaches {factor:g}x its unloaded value at {knee(check['knee_mva'])} "
+        f"jobs on the curve, {knee(check['knee_measured'])} measured"
+    )
+
+
 def prediction_inputs(s: LoadgenSummary) -> str:
     p = s.prediction
     c = p.capacity
@@ -307,6 +328,7 @@ def write_report(
                 _table(PREDICTION_HEADERS, predicted),
                 "",
                 *(f"- {prediction_inputs(s)}" for s in loadgens if s.prediction),
+                *(f"- {line}" for s in loadgens if (line := curve_line(s))),
                 *(
                     f"- {s.run.run_id}: prediction: {w}"
                     for s in loadgens

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
+from sonic_bench.analysis.mva import KNEE_FACTOR, median_absolute_relative_error
 from sonic_bench.analysis.prediction import (
+    CurvePrediction,
     JobPlan,
     Prediction,
     capacity_from_steps,
@@ -103,6 +107,47 @@ class LoadgenSummary:
             "n_sat_at_served": p.n_sat_at(served),
         }
 
+    @cached_property
+    def curve(self) -> CurvePrediction | None:
+        """The queueing network's curve over the run's user counts (solved once)."""
+        if self.prediction is None or self.levels.empty:
+            return None
+        return self.prediction.curve(math.ceil(self.levels.users.max()))
+
+    def curve_check(self) -> dict | None:
+        """The measured mean module time of every step against the MVA curve and
+        against the paper's asymptotes: the ratio at each step, the median absolute
+        relative error of each, and the knee (module time KNEE_FACTOR x that of the
+        fewest users) read off the curve and off the measurements."""
+        curve, p = self.curve, self.prediction
+        if curve is None or p is None:
+            return None
+        users = self.levels.users.to_numpy(dtype=float)
+        measured = self.levels.module_mean_s.to_numpy(dtype=float)
+        central, low, high = curve.at(users)
+        asymptotes = p.module_time(users)
+        return {
+            "steps": [
+                {
+                    "users": float(u),
+                    "measured_module_s": float(m),
+                    "mva_module_s": float(c),
+                    "mva_low_s": float(lo),
+                    "mva_high_s": float(hi),
+                    "asymptotes_module_s": float(a),
+                    "measured_over_mva": float(m / c),
+                }
+                for u, m, c, lo, hi, a in zip(
+                    users, measured, central, low, high, asymptotes, strict=True
+                )
+            ],
+            "mare_mva": median_absolute_relative_error(measured, central),
+            "mare_asymptotes": median_absolute_relative_error(measured, asymptotes),
+            "knee_mva": curve.knee,
+            "knee_measured": measured_knee(users, measured),
+            "knee_factor": KNEE_FACTOR,
+        }
+
     def measured_over_predicted(self) -> dict[str, float | None]:
         """Measured knee, flat module time and slope as ratios to the prediction."""
         p, r = self.prediction, self.saturation
@@ -115,6 +160,20 @@ class LoadgenSummary:
             "slope_s_per_client": (r.slope_s_per_client, p.slope_s_per_client),
         }
         return {k: (m / q if m is not None and q else None) for k, (m, q) in pairs.items()}
+
+
+def measured_knee(users: np.ndarray, module_s: np.ndarray) -> float | None:
+    """Where measured module times first reach KNEE_FACTOR x that of the fewest users,
+    interpolated between the steps on either side; None if they never do."""
+    order = np.argsort(users)
+    users, module_s = users[order], module_s[order]
+    target = KNEE_FACTOR * module_s[0]
+    above = np.nonzero(module_s >= target)[0]
+    if not above.size or above[0] == 0:
+        return None
+    i = int(above[0])
+    lo, hi = module_s[i - 1], module_s[i]
+    return float(users[i - 1] + (target - lo) / (hi - lo) * (users[i] - users[i - 1]))
 
 
 def summarize_baseline(run: LoadedRun) -> BaselineSummary:
@@ -312,16 +371,22 @@ def to_json(summary) -> dict:
         if summary.speedup:
             out["speedup"] = {"module": summary.speedup.module, "total": summary.speedup.total}
         if summary.prediction:
-            out["prediction"] = prediction_json(summary.prediction)
+            curve = summary.curve
+            out["prediction"] = prediction_json(summary.prediction, curve)
             out["prediction"]["measured_over_predicted"] = summary.measured_over_predicted()
             out["prediction"]["during_run"] = summary.capacity_check()
+            out["prediction"]["measured_against_curve"] = summary.curve_check()
         out["warnings"] = list(summary.warnings)
     return out
 
 
-def prediction_json(p: Prediction) -> dict:
+def prediction_json(p: Prediction, curve: CurvePrediction | None = None) -> dict:
+    """The prediction as JSON; `curve` (the queueing network's, when it could be fed)
+    goes under "curve", or why not under "curve_problem"."""
     c = p.capacity
     return {
+        "curve": curve.as_json() if curve is not None else None,
+        "curve_problem": p.curve_problem(),
         "n_sat": p.n_sat.value,
         "n_sat_low": p.n_sat.low,
         "n_sat_high": p.n_sat.high,

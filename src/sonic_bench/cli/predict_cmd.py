@@ -12,7 +12,7 @@ import numpy as np
 
 from sonic_bench.analysis.analyze import PlannedJobs, predict_from_runs
 from sonic_bench.analysis.latency_model import ModelInputs, model_inputs
-from sonic_bench.analysis.prediction import Prediction
+from sonic_bench.analysis.prediction import CurvePrediction, Prediction
 from sonic_bench.analysis.summary import prediction_json
 from sonic_bench.cli.common import int_list, print_table, progress
 from sonic_bench.errors import SonicBenchError
@@ -166,17 +166,44 @@ def run_measured(args: argparse.Namespace) -> int:
     )
     prediction = predict_from_runs(args.from_runs, jobs)
     servers = prediction.servers_for(args.jobs) if args.jobs else None
+    curve = prediction.curve(max(args.jobs or 0, CURVE_JOBS))
     if args.json:
-        out = prediction_json(prediction)
+        out = prediction_json(prediction, curve)
         if servers:
             out["jobs"] = args.jobs
             out["servers_needed"], out["servers_needed_cautious"] = servers
         print(json.dumps(out, indent=2))
     else:
         _print_measured(prediction, args.event_scale, args.jobs, servers)
+        _print_curve(prediction, curve)
     for message in prediction.warnings:
         progress(f"warning: {message}")
     return 0
+
+
+CURVE_JOBS = 400  # the paper's staircase goes this far
+CURVE_SHOWN = (1, 2, 5, 10, 20, 50, 100, 200, 400)
+
+
+def _print_curve(p: Prediction, curve: CurvePrediction | None) -> None:
+    if curve is None:
+        print(f"whole curve: {p.curve_problem()}")
+        return
+    knee = "not reached" if curve.knee is None else f"{curve.knee:.1f} jobs"
+    print(
+        f"queueing network (exact MVA, the sweep's rate at each concurrency): asymptotes "
+        f"cross at {curve.n_star:.1f} jobs; the module time doubles at {knee}"
+    )
+    shown = [n for n in CURVE_SHOWN if n <= len(curve.central.jobs)]
+    central, low, high = curve.at(shown)
+    rows = [
+        (n, c, f"[{lo:.3g}, {hi:.3g}]", e, a)
+        for n, c, lo, hi, e, a in zip(
+            shown, central, low, high, curve.central.event_s[np.array(shown) - 1],
+            p.module_time(np.array(shown, dtype=float)), strict=True,
+        )
+    ]  # fmt: skip
+    print_table(("jobs", "module s", "interval", "event s", "asymptotes module s"), rows)
 
 
 def _print_measured(p: Prediction, scale: float, jobs: int | None, servers) -> None:
