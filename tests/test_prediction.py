@@ -198,10 +198,8 @@ def test_the_whole_curve_comes_with_the_prediction_and_the_run_is_held_to_it(tmp
     slope = requests * BATCH / PLATEAU
     end = len(curve["jobs"]) - 1
     assert curve["module_s"][end] - curve["module_s"][end - 1] == pytest.approx(slope, rel=0.02)
-    assert all(
-        lo <= c <= hi
-        for lo, c, hi in zip(curve["module_s_low"], curve["module_s"], curve["module_s_high"])
-    )
+    band = zip(curve["module_s_low"], curve["module_s"], curve["module_s_high"], strict=True)
+    assert all(lo <= c <= hi for lo, c, hi in band)
     # The run was drawn from the asymptotes: the curve, above them near the knee, is
     # close but not as close; its knee (where the module time doubles) comes later.
     check = loadgen["prediction"]["measured_against_curve"]
