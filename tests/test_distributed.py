@@ -82,8 +82,8 @@ def _sizes_of_setting(setting: str) -> set[int]:
         event_scale=0.01, other_seconds=20.0, preprocess_seconds=7.0, burn_cpu=False,
         other_jitter=0.2, staircase="off", step_seconds=1.0, step_seconds_per_user=0.0,
         workload_file="", seed=1234, results="r", label="l", max_retries=5,
-        max_failed_events=10, metrics="off", metrics_url="", prometheus_url="",
-        prometheus_port=9090,
+        max_failed_events=10, timeout=300.0, connect_timeout=10.0, metrics="off",
+        metrics_url="", prometheus_url="", prometheus_port=9090,
     )  # fmt: skip
     context = build_context(from_parsed(parsed))
     return {b.size for plan in context.plans for b in plan.batches}

@@ -490,3 +490,21 @@ def test_bad_locust_options_are_one_line_and_exit_2(tmp_path, bad):
     assert "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if "ERROR" in line]) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_infinite_values_in_steps_are_a_warning_never_a_figure(tmp_path, capsys):
+    folder = _copy_fixture(tmp_path, "sweep")
+    path = folder / "steps.csv"
+    rows = _read_csv(path)
+    rows[-1]["inferences_per_s"] = "inf"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code, report = _analyze_json(tmp_path / "runs", tmp_path, capsys)
+    assert code == 0
+    (run,) = report["runs"]
+    assert any("infinite values in inferences_per_s" in w for w in run["warnings"])
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert "inf inf/s" not in text and "max inf/s: inf" not in text.lower()
+    assert "infinite values" in text

@@ -41,6 +41,11 @@ def build_context(options: LoadgenOptions, events_in_pool: int = 1) -> LoadgenCo
     for plan in plans:
         offsets.append(len(arrays))
         arrays += [b.patches for b in plan.batches]
-    endpoint = Endpoint(options.url, options.protocol)  # type: ignore[arg-type]
+    endpoint = Endpoint(
+        options.url,
+        options.protocol,  # type: ignore[arg-type]
+        timeout_s=options.timeout_s,
+        connect_timeout_s=options.connect_timeout_s,
+    )
     encoded = EncodedBatches(arrays)
     return LoadgenContext(options, endpoint, tuple(plans), encoded, tuple(offsets))

@@ -203,6 +203,8 @@ def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
                 "burn_cpu": options.burn_cpu,
                 "other_jitter": options.other_jitter,
                 "protocol": options.protocol,
+                "timeout_s": options.timeout_s,
+                "connect_timeout_s": options.connect_timeout_s,
             },
         ),
     )

@@ -17,10 +17,14 @@ from sonic_bench.loadgen.staircase import Staircase
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
 from sonic_bench.results.schema import check_label
 from sonic_bench.runs.target import normalize_url
+from sonic_bench.triton.client import DEFAULT_CONNECT_TIMEOUT_S
 from sonic_bench.workload.batching import parse_batch_setting
 from sonic_bench.workload.event import DEFAULT_SEED
 
 PAPER_STAIRCASE = "1,2,5,10,20,50,100,200,300,400"
+# At 400 jobs a request queues behind up to 399 others: on the embedded CPU server one of
+# ~1,700 patches then waits about 80 s. A grid job's wait is the figure, not a fault.
+DEFAULT_JOB_TIMEOUT_S = 300.0
 REDUCED_EVENT_SCALE = 0.02  # the CPU server saturates early; the stairs take ~13 minutes
 
 
@@ -64,6 +68,16 @@ def add_arguments(parser) -> None:
     group.add_argument("--label", default="loadgen", help="run label")
     group.add_argument("--max-retries", type=int, default=5, help="retries of a failed request")
     group.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_JOB_TIMEOUT_S,
+        help="seconds a request may wait for its answer before it fails (and is retried); "
+        "a job waits behind every other job's requests, so longer than a sweep's",
+    )
+    group.add_argument(
+        "--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, help="TCP and TLS"
+    )
+    group.add_argument(
         "--max-failed-events",
         type=int,
         default=10,
@@ -102,6 +116,8 @@ class LoadgenOptions:
     label: str
     max_retries: int
     max_failed_events: int = 10
+    timeout_s: float = DEFAULT_JOB_TIMEOUT_S
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     metrics: str = "auto"
     metrics_url: str = ""
     prometheus_url: str = ""
@@ -175,6 +191,10 @@ def _check(parsed) -> None:
         value = getattr(parsed, name)
         if not (math.isfinite(value) and value >= 0):
             raise SonicBenchError(f"{_flag(name)} {value}: give a finite number from 0 up")
+    for name in ("timeout", "connect_timeout"):
+        value = getattr(parsed, name)
+        if not (math.isfinite(value) and value > 0):
+            raise SonicBenchError(f"{_flag(name)} {value}: give a positive number of seconds")
     if parsed.seed < 0:
         raise SonicBenchError(f"--seed {parsed.seed}: give a number from 0 up")
     if not 1 <= parsed.prometheus_port <= 65535:
@@ -209,6 +229,8 @@ def from_parsed(parsed, host: str | None = None) -> LoadgenOptions:
         label=parsed.label,
         max_retries=parsed.max_retries,
         max_failed_events=parsed.max_failed_events,
+        timeout_s=parsed.timeout,
+        connect_timeout_s=parsed.connect_timeout,
         metrics=parsed.metrics,
         metrics_url=parsed.metrics_url,
         prometheus_url=parsed.prometheus_url,
