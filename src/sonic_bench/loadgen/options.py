@@ -17,7 +17,7 @@ from sonic_bench.loadgen.staircase import Staircase
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
 from sonic_bench.results.schema import check_label
 from sonic_bench.runs.target import normalize_url
-from sonic_bench.triton.client import DEFAULT_CONNECT_TIMEOUT_S
+from sonic_bench.triton.client import DEFAULT_CONNECT_TIMEOUT_S, check_timeouts
 from sonic_bench.workload.batching import parse_batch_setting
 from sonic_bench.workload.event import DEFAULT_SEED
 
@@ -191,10 +191,7 @@ def _check(parsed) -> None:
         value = getattr(parsed, name)
         if not (math.isfinite(value) and value >= 0):
             raise SonicBenchError(f"{_flag(name)} {value}: give a finite number from 0 up")
-    for name in ("timeout", "connect_timeout"):
-        value = getattr(parsed, name)
-        if not (math.isfinite(value) and value > 0):
-            raise SonicBenchError(f"{_flag(name)} {value}: give a positive number of seconds")
+    check_timeouts(parsed.timeout, parsed.connect_timeout)
     if parsed.seed < 0:
         raise SonicBenchError(f"--seed {parsed.seed}: give a number from 0 up")
     if not 1 <= parsed.prometheus_port <= 65535:

@@ -13,6 +13,7 @@ from sonic_bench.triton.client import (
     DEFAULT_TIMEOUT_S,
     Endpoint,
     Protocol,
+    check_timeouts,
 )
 from sonic_bench.triton.server import EmbeddedServer, ServerConfig
 
@@ -34,8 +35,7 @@ class Target:
             url, ssl = normalize_url(self.url, self.ssl)
             object.__setattr__(self, "url", url)
             object.__setattr__(self, "ssl", ssl)
-        # The bounds are checked here, before a server is started for nothing.
-        Endpoint("127.0.0.1:1", timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s)
+        check_timeouts(self.timeout_s, self.connect_timeout_s)  # before a server starts
 
     def endpoint(self, url: str) -> Endpoint:
         return Endpoint(
@@ -69,11 +69,8 @@ def normalize_url(url: str, ssl: bool) -> tuple[str, bool]:
     if "/" in text or not text:
         raise SonicBenchError(f"--url {url!r}: give host:port, without a path")
     host, colon, port = text.rpartition(":")
-    if colon:
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise SonicBenchError(f"--url {url!r}: the port must be a number from 1 to 65535")
-    elif not text:
-        raise SonicBenchError(f"--url {url!r}: give host:port")
+    if colon and (not host or not port.isdigit() or not 1 <= int(port) <= 65535):
+        raise SonicBenchError(f"--url {url!r}: the port must be a number from 1 to 65535")
     return text, ssl
 
 

@@ -63,12 +63,13 @@ class Endpoint:
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     def __post_init__(self) -> None:
-        for name, value in (
-            ("--timeout", self.timeout_s),
-            ("--connect-timeout", self.connect_timeout_s),
-        ):
-            if not (math.isfinite(value) and value > 0):
-                raise SonicBenchError(f"{name} {value:g}: give a positive number of seconds")
+        check_timeouts(self.timeout_s, self.connect_timeout_s)
+
+
+def check_timeouts(timeout_s: float, connect_timeout_s: float) -> None:
+    for name, value in (("--timeout", timeout_s), ("--connect-timeout", connect_timeout_s)):
+        if not (math.isfinite(value) and value > 0):
+            raise SonicBenchError(f"{name} {value:g}: give a positive number of seconds")
 
 
 class ServerUnavailable(SonicBenchError):
