@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import quick_sweep
+from helpers import ROOT, locust_command, quick_sweep
 
 from sonic_bench.cli import main
 from sonic_bench.errors import SonicBenchError
@@ -124,3 +125,28 @@ def test_a_file_in_place_of_the_results_folder_is_one_line(tmp_path, capsys):
     code = main(["sweep", "--results", str(blocker / "sub"), "--url", "127.0.0.1:1"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "cannot write" in err
+
+
+def test_a_locust_run_whose_disk_fills_stops_with_one_line(server, small_disk):
+    """The master writes as records arrive: when the disk takes no more it says so once,
+    records what status the disk allows, and ends the test (exit 2, no traceback)."""
+    results = small_disk / "results"
+    command = locust_command(
+        server, results, "--model", MODEL_CALIBRATION, "--metrics", "off",
+        "--other-seconds", "20", "--staircase", "2", "--step-seconds", "120",
+    )  # fmt: skip
+    locust = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(results.glob("*/events.csv")):
+            assert locust.poll() is None and time.monotonic() < deadline, "no event recorded"
+            time.sleep(0.1)
+        _fill(small_disk)
+        _, err = locust.communicate(timeout=90)
+    finally:
+        locust.kill()
+        locust.wait()
+    err = err.decode()
+    assert locust.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert len([line for line in err.splitlines() if "No space left on device" in line]) == 1
+    assert not list(results.glob("*/*.tmp"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from helpers import quick_sweep
+from helpers import locust_command, quick_sweep, run_locust
 from hostile import HostileGrpc, HostileHttp, always, every
 
 from sonic_bench.cli import main
@@ -184,3 +184,20 @@ def test_alone_on_the_server_the_run_is_complete(server, tmp_path, capsys):
     assert code == 0 and manifest["status"] == "complete"
     assert not any("shared" in w or "failed" in w for w in manifest["warnings"])
     assert all(s["errors"] == "0" for s in steps)
+
+
+def test_another_client_during_a_locust_run_is_detected(server, tmp_path):
+    stop = threading.Event()
+    other = _other_client(server.grpc_url, stop)
+    try:
+        command = locust_command(
+            server, tmp_path, "--model", MODEL_CALIBRATION, "--metrics", "off",
+            "--staircase", "2", "--step-seconds", "4", "--other-seconds", "20",
+        )  # fmt: skip
+        done = run_locust(command)
+    finally:
+        stop.set()
+        other.join()
+    manifest, _ = _run(tmp_path)
+    assert manifest["status"] == "partial", done.stderr[-2000:]
+    assert any("shared server" in w for w in manifest["warnings"]), manifest["warnings"]

@@ -35,8 +35,9 @@ from sonic_bench.loadgen.steps import watch_steps
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
 from sonic_bench.results.manifest import new_manifest
 from sonic_bench.results.schema import LoadInfo, Manifest, WorkloadInfo, served_model
-from sonic_bench.results.store import RunWriter
+from sonic_bench.results.store import ResultsUnwritable, RunWriter
 from sonic_bench.triton.client import check_server
+from sonic_bench.triton.stats import StatsReader
 
 logger = logging.getLogger("sonic-bench")
 
@@ -162,7 +163,11 @@ def _on_records(environment, msg, **_) -> None:
     recorder = state.recorder
     if recorder is None:
         return
-    recorder.receive(msg.data)
+    try:
+        recorder.receive(msg.data)
+    except ResultsUnwritable as e:  # a full or vanished results folder: one line, stop
+        _abandon(environment, state, str(e))
+        return
     if isinstance(environment.runner, MasterRunner):
         _note_cpu(environment, state)
         _note_missing_workers(environment, state)
@@ -175,6 +180,20 @@ def _on_records(environment, msg, **_) -> None:
         state.warn_once(state.stop_reason)
         logger.error("sonic-bench: %s", state.stop_reason)
         environment.process_exit_code = 1  # the shape ends the test at its next tick
+
+
+def _abandon(environment, state: LoadgenState, reason: str) -> None:
+    """The run cannot be written on: say so once, record what status the disk lets us,
+    and end the test."""
+    recorder = _detach(environment, state)
+    if recorder is None:
+        return
+    logger.error("sonic-bench: %s", reason)
+    recorder.abandon(reason)
+    state.stop_reason = reason
+    environment.process_exit_code = 2
+    if environment.runner is not None:
+        gevent.spawn_later(0.1, environment.runner.quit)
 
 
 def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
@@ -263,6 +282,7 @@ def _start_run(environment, **_) -> None:
         _run_metrics(context.options),
         context.options.max_failed_events,
         context.options.settings(),
+        StatsReader(context.endpoint, context.options.model),
     )
     for message in recorder.metrics.warnings if recorder.metrics else ():
         logger.warning("sonic-bench: %s", message)
@@ -285,18 +305,31 @@ def _cpu_warning(environment, cpu_usage, **_) -> None:
         )
 
 
-def _finish(environment, status, extra: tuple[str, ...] = ()) -> None:
-    state = state_of(environment)
-    recorder = state.recorder
+def _detach(environment, state: LoadgenState) -> RunRecorder | None:
+    """The run's recorder, no longer fed by the step watcher or the events."""
+    recorder, state.recorder = state.recorder, None
     if recorder is None:
-        return
-    state.recorder = None
+        return None
     if state.step_watcher is not None:
         state.step_watcher.kill(block=False)
         state.step_watcher = None
     environment.events.sonic_step.remove_listener(recorder.steps.on_step)
     environment.events.sonic_users.remove_listener(recorder.steps.on_running)
-    folder = recorder.finish(status, (*state.warnings, *extra))
+    return recorder
+
+
+def _finish(environment, status, extra: tuple[str, ...] = ()) -> None:
+    state = state_of(environment)
+    recorder = _detach(environment, state)
+    if recorder is None:
+        return
+    try:
+        folder = recorder.finish(status, (*state.warnings, *extra))
+    except ResultsUnwritable as e:
+        logger.error("sonic-bench: %s", e)
+        recorder.abandon(str(e))
+        environment.process_exit_code = 2
+        return
     logger.info("sonic-bench: run written to %s", folder)
 
 

@@ -8,6 +8,7 @@ stop or crash keeps every finished event.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from sonic_bench.errors import SonicBenchError
 from sonic_bench.loadgen.steps import Step, StepLog
+from sonic_bench.measure.level import shared_server_warnings
 from sonic_bench.measure.stats import summarize_latencies
 from sonic_bench.metrics.recording import RunMetrics, server_series_row
 from sonic_bench.results.schema import RunStatus, iso_utc
 from sonic_bench.results.store import RunWriter
+from sonic_bench.triton.stats import StatsReader
 
 MESSAGE = "sonic_records"
 FLUSH_INTERVAL_S = 1.0
@@ -118,6 +122,7 @@ class RunRecorder:
         metrics: RunMetrics | None,
         max_failed_events: int,
         settings: dict | None = None,
+        stats: StatsReader | None = None,
     ):
         self.writer = writer
         self.settings = settings or {}  # what the leading process asked for
@@ -127,6 +132,12 @@ class RunRecorder:
         self.failures = FailureWatch(max_failed_events)
         self.started = time.time()
         self.tallies: dict[int, StepTally] = {}
+        self.sent = 0  # requests recorded, answered or not
+        # Triton's count for the model at the start: another client shows at the end.
+        self.stats, self.stats_before = stats, None
+        if stats is not None:
+            with contextlib.suppress(SonicBenchError):  # no statistics: no such check
+                self.stats_before = stats.snapshot()
         self._resources = ExitStack()
         self.metrics = self._resources.enter_context(metrics) if metrics is not None else None
         if self.metrics is not None:
@@ -171,6 +182,7 @@ class RunRecorder:
                     tally.errors += 1
             index = step.index if step else 0
             rows.append((index, worker, t_send, t_recv, latency, size, error is None, error))
+        self.sent += len(rows)
         self.writer.append_requests(rows)
 
     def _write_events(self, events: list[dict]) -> None:
@@ -215,6 +227,22 @@ class RunRecorder:
                 self.writer.append_step(row)
                 tally.written = True
 
+    def _shared_server(self) -> list[str]:
+        if self.stats is None or self.stats_before is None:
+            return []
+        try:
+            counted = self.stats.snapshot() - self.stats_before
+        except SonicBenchError:
+            return []  # the server is gone: the failed requests say so already
+        model = self.writer.manifest.server.model
+        return list(shared_server_warnings("the run", model, self.sent, counted))
+
+    def abandon(self, reason: str) -> None:
+        """Stop recording: the metrics recording ends, the manifest says why."""
+        with contextlib.suppress(Exception):  # it must not hide the reason
+            self._resources.close()
+        self.writer.abandon(reason)
+
     def finish(self, status: RunStatus, warnings: tuple[str, ...] = ()) -> Path:
         """Write what is left, stop the metrics recording, and close the manifest. A run
         in which requests failed is never `complete`."""
@@ -226,7 +254,7 @@ class RunRecorder:
                 self.metrics.record(self.writer, self.started, time.time(), answered)
         finally:
             self._resources.close()
-        failed = self.failures.warnings() + self.mismatches
+        failed = self.failures.warnings() + self.mismatches + self._shared_server()
         if failed and status == "complete":
             status = "partial"
         if self.workers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -231,7 +232,7 @@ def measure_level(
     warnings = _warnings(level, stability, cpu, settings.busy_poll_us > 0)
     warnings += failed_requests_warnings(level.label, records, failure)
     if server_level is not None:
-        warnings += shared_server_warnings(level.label, stats.model, records, server_level)
+        warnings += shared_server_warnings(level.label, stats.model, len(records), server_level)
     for message in warnings:
         hooks.warning(message)
     return LevelResult(
@@ -249,8 +250,8 @@ def measure_level(
     )
 
 
-# Requests Triton counted for the model beyond those this run sent: a few may be another
-# tool's health probe; more means another client shares the server.
+# Requests Triton counted for the model beyond those this run sent: a margin for the
+# counter's timing at a level's edges; more means another client shares the server.
 SHARED_SERVER_MARGIN = 0.02
 SHARED_SERVER_SLACK = 2
 
@@ -262,13 +263,9 @@ def failed_requests_warnings(
     warnings = []
     if failure is not None:
         warnings.append(f"{label}: the level ended early: {failure}")
-    failed = [r.error for r in records if not r.ok]
+    failed = [r.error or "unknown" for r in records if not r.ok]
     if failed:
-        reasons: dict[str, int] = {}
-        for error in failed:
-            reason = error or "unknown"
-            reasons[reason] = reasons.get(reason, 0) + 1
-        common = sorted(reasons.items(), key=lambda kv: -kv[1])
+        common = Counter(failed).most_common()
         said = "; ".join(f"{n} x {reason}" for reason, n in common[:3])
         more = f"; {len(common) - 3} other reasons" if len(common) > 3 else ""
         warnings.append(f"{label}: {len(failed)} of {len(records)} requests failed ({said}{more})")
@@ -276,18 +273,19 @@ def failed_requests_warnings(
 
 
 def shared_server_warnings(
-    label: str, model: str, records: tuple[RequestRecord, ...], server: ModelStats
+    label: str, model: str, sent: int, server: ModelStats
 ) -> tuple[str, ...]:
-    """Triton counted more requests for the model than this level sent: another client is
-    on the same server, and the level's figures are not this run's alone."""
-    sent = sum(1 for r in records if r.ok)
+    """Triton counted more requests for the model than the `sent` of this level (or
+    run): another client is on the same server, and the figures are not this run's
+    alone. Every request sent counts, failed ones too: one the client gave up on (a bad
+    answer, a reset after the answer) may still be a success in Triton's books."""
     counted = server.counts.get("success", 0)
     if counted <= sent * (1 + SHARED_SERVER_MARGIN) + SHARED_SERVER_SLACK:
         return ()
     return (
-        f"{label}: shared server: Triton counted {counted} requests for {model} during the "
-        f"level where this run sent {sent}: another client is using the model, so these "
-        "figures are not this run's alone",
+        f"{label}: shared server: Triton counted {counted} requests for {model} where this "
+        f"run sent {sent}: another client is using the model, so these figures are not "
+        "this run's alone",
     )
 
 

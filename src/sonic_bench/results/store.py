@@ -209,13 +209,18 @@ class RunWriter:
             reason = str(exc)
         else:
             reason = f"{exc_type.__name__}: {exc}"
+        self.abandon(reason)
+
+    def abandon(self, reason: str) -> None:
+        """The run ends early for `reason`: `partial` if a level was written, else
+        `failed`. Never raises: the run already fails with its own error, and a disk
+        that took no more must not hide it (the status is then written over the
+        manifest's own blocks if it fits)."""
         status: RunStatus = "partial" if self.steps_written else "failed"
         self.manifest = self.manifest.finished(status, (f"run ended early: {reason}",))
         try:
             self._save()
         except ResultsUnwritable:
-            # The run already fails with its own error; record its status if the disk
-            # lets us at all, and never hide that error behind this one.
             with contextlib.suppress(OSError):
                 _write_json_in_place(self.folder / MANIFEST, self.manifest.to_dict())
 
