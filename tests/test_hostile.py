@@ -201,3 +201,15 @@ def test_another_client_during_a_locust_run_is_detected(server, tmp_path):
     manifest, _ = _run(tmp_path)
     assert manifest["status"] == "partial", done.stderr[-2000:]
     assert any("shared server" in w for w in manifest["warnings"]), manifest["warnings"]
+
+
+def test_perf_analyzer_against_a_failing_server_is_not_complete(server, tmp_path, capsys):
+    """NVIDIA's perf_analyzer as the engine, behind the same front: its failed requests
+    make the run end early (perf_analyzer stops at them), never a complete run."""
+    with HostileHttp(server.http_url, every(2, "fail")) as front:
+        argv = _sweep_through(front, server, tmp_path, "http", "--concurrency", "1")
+        code = main([*argv, "--engine", "perf_analyzer"])
+    err = capsys.readouterr().err
+    manifest, _ = _run(tmp_path)
+    assert code != 0 and manifest["status"] in ("partial", "failed")
+    assert "Traceback" not in err and "perf_analyzer" in err
