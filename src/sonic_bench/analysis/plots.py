@@ -49,8 +49,7 @@ def module_time_plot(summaries: list[LoadgenSummary], path: Path) -> Path:
     ax.set_xlabel("simultaneous CPU processes (Locust users)")
     ax.set_ylabel("EmTrackMichelId module time per event (s)")
     ax.set_title(
-        "Module time against clients: fitted (dashed), predicted by the asymptotes (dotted) "
-        "and by the queueing network (solid)"
+        "Module time against jobs: fit (dashed), asymptotes (dotted), queueing network (solid)"
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
