@@ -2,7 +2,8 @@
 
 Each stands in front of a real tritonserver and passes every call through, except the
 inference requests that its script picks: those it fails, never answers, answers a byte a
-second, or answers and then drops the connection. What a client of the real server sees
+second, answers and then drops the connection, cuts off mid-answer, or (gRPC) answers OK
+with no output tensor at all. What a client of the real server sees
 is real; only the fault is scripted (a real Triton cannot be made to fail 1 request in 20).
 
     with HostileHttp(server.http_url, every(2, "fail")) as front:
@@ -23,7 +24,7 @@ from typing import Literal
 import grpc
 import h11
 
-Fault = Literal["ok", "fail", "silent", "trickle", "close"]
+Fault = Literal["ok", "fail", "silent", "trickle", "close", "truncate", "empty"]
 Script = Callable[[int], Fault]  # the n-th inference request (from 0) -> what to do
 
 
@@ -113,6 +114,9 @@ class HostileHttp(_Front):
                 else:
                     status, headers, answer = self._forward(upstream, request, body)
                 wire = self._answer(peer, status, headers, answer)
+                if fault == "truncate":  # half the answer, then gone
+                    sock.sendall(wire[: len(wire) // 2])
+                    return
                 if fault == "trickle":
                     for i in range(len(wire)):
                         if self.stopping.wait(1.0):
@@ -203,6 +207,8 @@ class HostileGrpc(_Front):
             context.abort(grpc.StatusCode.UNAVAILABLE, "test ended")
         if fault == "fail":
             context.abort(grpc.StatusCode.INTERNAL, "injected fault")
+        if fault == "empty":  # status OK, an answer without any output tensor
+            return b""
         forward = self._channel.unary_unary(method)
         metadata = [(k, v) for k, v in context.invocation_metadata() if not k.startswith(":")]
         return forward(request, metadata=metadata, timeout=60)
