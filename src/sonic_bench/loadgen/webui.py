@@ -29,13 +29,26 @@ def form_options(parsed: argparse.Namespace, form) -> argparse.Namespace:
         if kind is None:
             if not hasattr(parsed, key) or key in ("host", "user_classes", "run_time"):
                 continue
-            current = getattr(parsed, key)
-            kind = type(current) if current is not None and not isinstance(current, bool) else str
+            kind = _kind_of(getattr(parsed, key))
         try:
             setattr(asked, name, kind(value))
         except ValueError:
             raise SonicBenchError(f"{key} {value!r}: not a valid {kind.__name__}") from None
     return asked
+
+
+def _form_bool(value: str) -> bool:
+    return value == "true"  # as Locust reads a checkbox
+
+
+_form_bool.__name__ = "true/false"
+
+
+def _kind_of(current):
+    """How Locust converts a form field for an option holding `current`."""
+    if isinstance(current, bool):
+        return _form_bool
+    return str if current is None else type(current)
 
 
 def validate_swarm(environment, form) -> str | None:
