@@ -6,6 +6,7 @@ import csv
 import gzip
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sonic_bench.model.repository import MODEL_CALIBRATION
@@ -73,3 +74,12 @@ def read_events(folder: Path) -> list[dict]:
 def only_run(results: Path) -> Path:
     (folder,) = results.iterdir()
     return folder
+
+
+def wait_for_first_event(locust, results: Path, timeout_s: float = 90) -> None:
+    """Until a Locust run under `results` has recorded an event (a wait for a file the
+    run writes, not a fixed sleep); fails if Locust ends first or it takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while not list(results.glob("*/events.csv")):
+        assert locust.poll() is None and time.monotonic() < deadline, "no event recorded"
+        time.sleep(0.1)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, locust_command, quick_sweep
+from helpers import ROOT, locust_command, quick_sweep, wait_for_first_event
 
 from sonic_bench.cli import main
 from sonic_bench.errors import SonicBenchError
@@ -137,10 +136,7 @@ def test_a_locust_run_whose_disk_fills_stops_with_one_line(server, small_disk):
     )  # fmt: skip
     locust = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 90
-        while not list(results.glob("*/events.csv")):
-            assert locust.poll() is None and time.monotonic() < deadline, "no event recorded"
-            time.sleep(0.1)
+        wait_for_first_event(locust, results)
         _fill(small_disk)
         _, err = locust.communicate(timeout=90)
     finally:

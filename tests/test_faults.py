@@ -28,6 +28,7 @@ from helpers import (
     read_events,
     run_locust,
     server_config,
+    wait_for_first_event,
 )
 
 from sonic_bench.cli import main
@@ -78,10 +79,7 @@ def test_locust_run_whose_server_dies_stops_and_is_partial(tmp_path, capsys):
     )
     locust = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 90
-        while not list(tmp_path.glob("*/events.csv")):
-            assert locust.poll() is None and time.monotonic() < deadline, "no event recorded"
-            time.sleep(0.1)
+        wait_for_first_event(locust, tmp_path)
         killed = time.monotonic()
         os.killpg(server.pid, signal.SIGKILL)
         locust.communicate(timeout=90)
