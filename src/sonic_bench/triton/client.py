@@ -85,10 +85,11 @@ class AdminClient:
     memory), every call with the endpoint's headers and a deadline: gRPC calls get
     `client_timeout`, HTTP ones the connection's timeouts. Without one a peer that
     accepts and never answers (or never opens its flow-control window) holds a call
-    for ever."""
+    for ever. gRPC answers come as JSON dicts, as HTTP's do."""
 
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
+        self._defaults: dict[str, dict] = {}  # per method: the arguments it is given
         target = target_of(endpoint.url)
         if endpoint.protocol == "grpc":
             self._client = grpcclient.InferenceServerClient(target, ssl=endpoint.ssl)
@@ -104,12 +105,17 @@ class AdminClient:
         method = getattr(self._client, name)
         if not callable(method):
             return method
-        accepted = inspect.signature(method).parameters
-        defaults: dict = {}
-        if "headers" in accepted and self.endpoint.headers:
-            defaults["headers"] = self.endpoint.headers
-        if "client_timeout" in accepted:
-            defaults["client_timeout"] = self.endpoint.timeout_s
+        if name not in self._defaults:
+            accepted = inspect.signature(method).parameters
+            given = {
+                "headers": self.endpoint.headers or None,
+                "client_timeout": self.endpoint.timeout_s,
+                "as_json": True,
+            }
+            self._defaults[name] = {
+                k: v for k, v in given.items() if k in accepted and v is not None
+            }
+        defaults = self._defaults[name]
 
         def call(*args, **kwargs):
             return method(*args, **(defaults | kwargs))
@@ -125,7 +131,7 @@ def check_server(endpoint: Endpoint, model: str) -> dict:
     """Fail with one clear line unless the server is live and `model` is ready."""
     client = admin_client(endpoint)
     try:
-        live = client.is_server_live(headers=endpoint.headers)
+        live = client.is_server_live()
     except Exception as e:  # transport errors come in many types
         raise SonicBenchError(
             f"cannot reach Triton at {endpoint.url} over {endpoint.protocol} ({_short(e)}): "
@@ -134,7 +140,7 @@ def check_server(endpoint: Endpoint, model: str) -> dict:
     if not live:
         raise SonicBenchError(f"Triton at {endpoint.url} is not live")
     try:
-        ready = client.is_model_ready(model, headers=endpoint.headers)
+        ready = client.is_model_ready(model)
     except InferenceServerException as e:
         raise SonicBenchError(f"model {model!r} on {endpoint.url}: {_short(e)}") from None
     if not ready:
@@ -142,12 +148,10 @@ def check_server(endpoint: Endpoint, model: str) -> dict:
             f"model {model!r} is not ready on {endpoint.url}: check the name (--model) "
             "and the server's model repository"
         )
-    if endpoint.protocol == "grpc":
-        metadata = client.get_server_metadata(headers=endpoint.headers, as_json=True)
-        config = client.get_model_config(model, headers=endpoint.headers, as_json=True)["config"]
-    else:
-        metadata = client.get_server_metadata(headers=endpoint.headers)
-        config = client.get_model_config(model, headers=endpoint.headers)
+    metadata = client.get_server_metadata()
+    config = client.get_model_config(model)
+    if endpoint.protocol == "grpc":  # its JSON wraps the config in a message of its own
+        config = config["config"]
     return {"triton_version": metadata.get("version"), "model_config": config}
 
 

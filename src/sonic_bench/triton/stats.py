@@ -67,14 +67,7 @@ class StatsReader:
 
     def snapshot(self) -> ModelStats:
         try:
-            if self.endpoint.protocol == "grpc":
-                data = self._client.get_inference_statistics(
-                    self.model, headers=self.endpoint.headers, as_json=True
-                )
-            else:
-                data = self._client.get_inference_statistics(
-                    self.model, headers=self.endpoint.headers
-                )
+            data = self._client.get_inference_statistics(self.model)
         except Exception as e:  # any transport failure means the same thing here
             raise ServerUnavailable(
                 f"cannot read statistics of {self.model!r} from {self.endpoint.url}: "
