@@ -123,6 +123,7 @@ class LevelResult:
     client_cpu_percent: float
     warnings: tuple[str, ...] = ()
     failure: str | None = None  # why the level ended early, if it did
+    shared_server: bool = False  # Triton counted requests of another client too
 
     def measured(self) -> list[RequestRecord]:
         start, end = self.span
@@ -231,8 +232,10 @@ def measure_level(
         server_level = _settled(stats, level_before, done)
     warnings = _warnings(level, stability, cpu, settings.busy_poll_us > 0)
     warnings += failed_requests_warnings(level.label, records, failure)
+    shared: tuple[str, ...] = ()
     if server_level is not None:
-        warnings += shared_server_warnings(level.label, stats.model, len(records), server_level)
+        shared = shared_server_warnings(level.label, stats.model, len(records), server_level)
+    warnings += shared
     for message in warnings:
         hooks.warning(message)
     return LevelResult(
@@ -247,6 +250,7 @@ def measure_level(
         cpu,
         warnings,
         failure,
+        bool(shared),
     )
 
 

@@ -194,6 +194,7 @@ class MeasuredLevel:
     records: tuple[RequestRecord, ...] = ()  # none from perf_analyzer (it reports aggregates)
     warnings: tuple[str, ...] = ()
     failure: str | None = None  # why the level ended early: the run ends there
+    shared_server: bool = False  # another client's requests were on the server too
 
     @classmethod
     def native(cls, result: LevelResult) -> MeasuredLevel:
@@ -205,6 +206,7 @@ class MeasuredLevel:
             result.records,
             result.warnings,
             result.failure,
+            result.shared_server,
         )
 
     @property
@@ -214,10 +216,6 @@ class MeasuredLevel:
         errors = self.row.get("errors") or 0
         answered = self.row.get("requests") or 0
         return self.failure is None and not errors and answered > 0 and not self.shared_server
-
-    @property
-    def shared_server(self) -> bool:
-        return any("shared server" in w for w in self.warnings)
 
 
 class LevelFailed(SonicBenchError):
