@@ -45,6 +45,8 @@ LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py
 def locust_command(server, results: Path, *extra: str) -> list[str]:
     options = {
         "--url": server.http_url,
+        "--protocol": "http",
+        "--batch": "small",
         "--results": str(results),
         "--event-scale": "0.01",
         "--other-seconds": "30",

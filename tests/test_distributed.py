@@ -6,6 +6,7 @@ the master asked for, and the run folder must say what happened.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -14,7 +15,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from argparse import Namespace
 from pathlib import Path
 
 import psutil
@@ -22,15 +22,17 @@ import pytest
 from helpers import ROOT, read_events, read_requests, server_config
 
 from sonic_bench.loadgen.context import build_context
-from sonic_bench.loadgen.options import from_parsed
+from sonic_bench.loadgen.options import add_arguments, from_parsed
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION
 from sonic_bench.process import free_port, http_ok
 from sonic_bench.results.store import read_run
+from sonic_bench.triton.client import check_server
 from sonic_bench.triton.server import EmbeddedServer
 
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadgen" / "sonic.py")]
-SHORT = ["--event-scale", "0.01", "--other-seconds", "20", "--step-seconds-per-user", "0"]
+SHORT = ["--event-scale", "0.01", "--other-seconds", "20", "--step-seconds-per-user", "0",
+         "--protocol", "http"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +77,17 @@ def _served(server) -> float:
     )
 
 
-def _sizes_of_setting(setting: str) -> set[int]:
+def _sizes_of_setting(server, setting: str) -> set[int]:
     """Every request size the master's plan sends (as each worker would build it)."""
-    parsed = Namespace(
-        url="x:1", protocol="http", model=MODEL_CALIBRATION, batch_size=setting,
-        event_scale=0.01, other_seconds=20.0, preprocess_seconds=7.0, burn_cpu=False,
-        other_jitter=0.2, staircase="off", step_seconds=1.0, step_seconds_per_user=0.0,
-        workload_file="", seed=1234, results="r", label="l", max_retries=5,
-        max_failed_events=10, timeout=300.0, connect_timeout=10.0, metrics="off",
-        metrics_url="", prometheus_url="", prometheus_port=9090,
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parsed = parser.parse_args(
+        ["--url", server.http_url, "--protocol", "http", "--model", MODEL_CALIBRATION,
+         "--batch", setting, "--event-scale", "0.01", "--other-seconds", "20",
+         "--staircase", "off", "--metrics", "off"]
     )  # fmt: skip
-    context = build_context(from_parsed(parsed))
+    options = from_parsed(parsed)
+    context = build_context(options, check_server(options.endpoint(), options.model))
     return {b.size for plan in context.plans for b in plan.batches}
 
 
@@ -108,7 +110,7 @@ def test_workers_run_what_the_master_asked_for(calibration_server, tmp_path):
     run = read_run(folder)
     requests = read_requests(folder)
     assert requests and all(r["ok"] == "1" for r in requests)
-    assert {int(r["batch_size"]) for r in requests} <= _sizes_of_setting("large")
+    assert {int(r["batch_size"]) for r in requests} <= _sizes_of_setting(server, "large")
     assert _served(server) - before == len(requests)  # reached the master's target, all
     workers_seen = run.manifest.load.parameters["workers"]
     assert len(workers_seen) == 2
@@ -175,7 +177,7 @@ def test_a_run_started_from_the_web_ui_uses_its_fields(calibration_server, tmp_p
                 "spawn_rate": "10",
                 "host": f"http://{server.http_url}",
                 "model": MODEL_CALIBRATION,
-                "batch_size": "large",
+                "batch": "large",
             },
         )
         deadline = time.monotonic() + 90
@@ -195,7 +197,9 @@ def test_a_run_started_from_the_web_ui_uses_its_fields(calibration_server, tmp_p
     assert run.manifest.workload.batch_size_setting == 2300
     assert run.manifest.server.url == server.http_url
     requests = read_requests(folder)
-    assert requests and {int(r["batch_size"]) for r in requests} <= _sizes_of_setting("large")
+    assert requests and {int(r["batch_size"]) for r in requests} <= _sizes_of_setting(
+        server, "large"
+    )
 
 
 def _finished(results: Path) -> bool:
@@ -225,7 +229,7 @@ def _swarm(web: int, fields: dict[str, str]) -> dict:
 @pytest.mark.parametrize(
     "fields",
     [
-        {"batch_size": "foo"},
+        {"batch": "foo"},
         {"event_scale": "-1"},
         {"event_scale": "nan"},
         {"step_seconds": "inf"},

@@ -7,6 +7,7 @@ import socket
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2
 
 from sonic_bench.model.emtrackmichel import INPUT_NAME, TRACK_EM_OUTPUT
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
@@ -21,13 +22,16 @@ def test_a_request_larger_than_the_servers_windows_arrives_whole(server, patches
     """2,300 patches are 21 MB, hundreds of times the window the server first grants:
     sent under its flow control, and answered as tritonclient's own call is answered."""
     batch = np.resize(patches, (2300, *patches.shape[1:]))
-    (request,) = serialized_requests(MODEL_NO_DYNAMIC_BATCHING, [batch], OUTPUTS)
+    encoded = EncodedBatches([batch])
+    (request,) = serialized_requests(MODEL_NO_DYNAMIC_BATCHING, encoded.wire(), OUTPUTS)
     assert len(request) > 300 * DEFAULT_WINDOW
     channel = RawInferChannel(server.grpc_url, False, {}, 60.0)
     try:
-        ours = channel.infer(request)
+        channel.begin(request)
+        answer = channel.connection.finish(channel.connection.advance)
     finally:
         channel.close()
+    ours = service_pb2.ModelInferResponse.FromString(answer.data[5:])
     softmax = np.frombuffer(ours.raw_output_contents[0], np.float32).reshape(-1, 3)
     client = grpcclient.InferenceServerClient(server.grpc_url)
     tensor = grpcclient.InferInput(INPUT_NAME, list(batch.shape), "FP32")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.model.signature import Batch
 from sonic_bench.workload import physics
 from sonic_bench.workload.batching import (
     LARGE_BATCH_SETTING,
@@ -21,7 +22,7 @@ from sonic_bench.workload.dataset import Dataset, write_dataset
 from sonic_bench.workload.detector import N_CHANNELS, PLANES
 from sonic_bench.workload.event import simulate_event
 from sonic_bench.workload.patches import HALF
-from sonic_bench.workload.pool import uniform_batches
+from sonic_bench.workload.plan import uniform_batches
 from sonic_bench.workload.readout import GAIN_ADC_TICK_PER_MEV, deposits_in_apa, read_out_plane
 
 FULL_EVENTS = 3
@@ -188,6 +189,7 @@ def test_missing_dataset_names_the_file(tmp_path):
 
 def test_uniform_batches_take_perf_analyzers_consecutive_patches():
     """As perf_analyzer's -b fills a batch from its input data: in turn, wrapping around."""
-    batches = [np.arange(5)[:, None], np.arange(5, 7)[:, None]]
+    batches = [Batch((np.arange(5)[:, None],), 5), Batch((np.arange(5, 7)[:, None],), 2)]
     uniform = uniform_batches(batches, 4)
-    assert [b[:, 0].tolist() for b in uniform] == [[0, 1, 2, 3], [4, 5, 6, 0]]
+    assert [b.tensors[0][:, 0].tolist() for b in uniform] == [[0, 1, 2, 3], [4, 5, 6, 0]]
+    assert [b.size for b in uniform] == [4, 4]

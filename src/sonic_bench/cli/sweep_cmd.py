@@ -11,53 +11,35 @@ from sonic_bench.cli.serve_cmd import add_server_options, server_config
 from sonic_bench.cli.sweep_output import print_summary, show_window
 from sonic_bench.measure.level import LevelHooks, MeasurementSettings
 from sonic_bench.measure.windows import StabilityRule
+from sonic_bench.runs.options import add_target_options, target_options
 from sonic_bench.runs.sweep import (
     SweepPlan,
     configurations,
     levels,
     run_sweep,
 )
-from sonic_bench.runs.target import Target, parse_headers
-from sonic_bench.triton.client import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
-from sonic_bench.workload.batching import parse_batch_setting
-from sonic_bench.workload.event import DEFAULT_SEED
+from sonic_bench.runs.target import Target
 
 
 def register(commands) -> None:
     parser = commands.add_parser("sweep", help="throughput and latency against load levels")
     add_server_options(parser)
-    target = parser.add_argument_group("target")
-    target.add_argument(
-        "--url", help="a running Triton (host:port); default: start the embedded one"
+    target = parser.add_argument_group("target (shared with the Locust jobs)")
+    add_target_options(
+        target,
+        "comma list, one run each: small (~235), large (~1693, the default) or N for the "
+        "ProtoDUNE-SP workload (the batch-size setting); N or LOW..HIGH for any other data "
+        "(default 1)",
     )
-    target.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    target.add_argument("--ssl", action="store_true", help="TLS to a remote server")
-    target.add_argument(
-        "--header", action="append", default=[], metavar="NAME:VALUE", help="extra header (tokens)"
+    models = parser.add_argument_group("models of the embedded repository")
+    models.add_argument("--calibration", action="store_true", help="the zero-compute model")
+    models.add_argument(
+        "--dynamic-batching",
+        choices=("on", "off", "both"),
+        default="on",
+        help="EmTrackMichelId with dynamic batching, without, or both (when no --model)",
     )
-    target.add_argument("--shared-memory", action="store_true", help="system shared memory (local)")
-    target.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        metavar="S",
-        help="seconds a request or admin call may wait for its answer; a request that "
-        "times out ends the level (default %(default)g)",
-    )
-    target.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=DEFAULT_CONNECT_TIMEOUT_S,
-        metavar="S",
-        help="seconds to connect (TCP and TLS) (default %(default)g)",
-    )
-    target.add_argument("--model", help="model name (default: by --dynamic-batching)")
-    target.add_argument("--calibration", action="store_true", help="the zero-compute model")
-    target.add_argument("--dynamic-batching", choices=("on", "off", "both"), default="on")
     load = parser.add_argument_group("load")
-    load.add_argument(
-        "--batch", default="large", help="batch settings: small, large, N (comma list)"
-    )
     load.add_argument(
         "--concurrency", type=int_list, help="levels, e.g. 1,2,4 or 1-64 (default 1-64)"
     )
@@ -111,7 +93,6 @@ def register(commands) -> None:
         help="who sends the load: sonic-bench, or NVIDIA's perf_analyzer on the same levels",
     )
     workload = parser.add_argument_group("workload")
-    workload.add_argument("--seed", type=int, default=DEFAULT_SEED)
     workload.add_argument("--pool-batches", type=int, default=24, help="batches replayed")
     workload.add_argument(
         "--uniform-batches",
@@ -127,10 +108,10 @@ def register(commands) -> None:
 
 
 def plan_from(args: argparse.Namespace) -> SweepPlan:
-    settings = [parse_batch_setting(s) for s in args.batch.split(",") if s]
+    options = target_options(args)
     return SweepPlan(
         configurations=configurations(
-            settings, args.dynamic_batching, args.model, args.calibration
+            options.batches, args.dynamic_batching, options.model, args.calibration
         ),
         levels=levels(args.concurrency, args.rate, args.poisson, args.max_in_flight),
         settings=MeasurementSettings(
@@ -143,8 +124,10 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
         ),
         repeat=args.repeat,
         reference_seconds=args.reference_seconds if args.reference else None,
-        seed=args.seed,
+        seed=options.seed,
         pool_batches=args.pool_batches,
+        input_data=options.input_data,
+        shapes=options.shapes,
         results=args.results,
         label=args.label,
         engine=args.engine,
@@ -154,16 +137,17 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
 
 
 def target_from(args: argparse.Namespace) -> Target:
+    options = target_options(args)
     return Target(
-        url=args.url,
-        protocol=args.protocol,
-        ssl=args.ssl,
-        headers=parse_headers(args.header),
-        shared_memory=args.shared_memory,
+        url=options.url,
+        protocol=options.protocol,
+        ssl=options.ssl,
+        headers=dict(options.headers),
+        shared_memory=options.shared_memory,
         metrics_url=args.metrics_url,
-        server=None if args.url else server_config(args),
-        timeout_s=args.timeout,
-        connect_timeout_s=args.connect_timeout,
+        server=None if options.url else server_config(args),
+        timeout_s=options.timeout_s,
+        connect_timeout_s=options.connect_timeout_s,
     )
 
 

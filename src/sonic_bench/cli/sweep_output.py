@@ -20,7 +20,7 @@ def show_window(level: Level, window: WindowStats, stability: Stability) -> None
 
 def print_summary(sweep: SweepRun) -> None:
     config, results = sweep.configuration, sweep.results
-    print(f"\n{config.model}, batch setting {config.setting}:")
+    print(f"\n{config.model}, {sweep.tag} (average batch {sweep.average_batch:,.0f}):")
     open_loop = any(r.level.rate is not None for r in results)
     nan = float("nan")
     rows = []

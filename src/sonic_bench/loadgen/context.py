@@ -5,15 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sonic_bench.loadgen.options import LoadgenOptions
-from sonic_bench.loadgen.scale import EventPlan, plan_events
+from sonic_bench.loadgen.scale import EventPlan, plan_events, plan_model_events
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
-from sonic_bench.workload.pool import dataset_pool, simulated_pool
+from sonic_bench.workload.plan import RequestSet, plan_requests
+from sonic_bench.workload.pool import BatchPool, dataset_pool, simulated_pool
+
+# Distinct batches a job replays when the model is not fed the ProtoDUNE-SP workload.
+MODEL_BATCHES = 64
 
 
 @dataclass(frozen=True)
 class LoadgenContext:
     options: LoadgenOptions
     endpoint: Endpoint
+    server_info: dict  # what the server said of the model (check_server)
+    requests: RequestSet
     plans: tuple[EventPlan, ...]
     encoded: EncodedBatches
     offsets: tuple[int, ...]  # index of each plan's first batch in `encoded`
@@ -29,23 +35,39 @@ class LoadgenContext:
         return self.plans[event % len(self.plans)]
 
 
-def build_context(options: LoadgenOptions, events_in_pool: int = 1) -> LoadgenContext:
-    if options.workload_file:
-        pool = dataset_pool(options.workload_file, options.batch_setting, events_in_pool)
+def build_context(
+    options: LoadgenOptions, server_info: dict, events_in_pool: int = 1
+) -> LoadgenContext:
+    """The jobs' events for the model the server described in `server_info`."""
+
+    def pool_for(setting: int) -> BatchPool:
+        if options.workload_file:
+            return dataset_pool(options.workload_file, setting, events_in_pool)
+        return simulated_pool(setting, n_events=events_in_pool, seed=options.target.seed)
+
+    inputs = options.target.inputs(options.batch)
+    requests = plan_requests(server_info["signature"], inputs, MODEL_BATCHES, pool_for)
+    if requests.pool is not None:
+        plans = plan_events(
+            requests.pool, options.event_scale, options.other_seconds, options.preprocess_seconds
+        )
     else:
-        pool = simulated_pool(options.batch_setting, n_events=events_in_pool, seed=options.seed)
-    plans = plan_events(
-        pool, options.event_scale, options.other_seconds, options.preprocess_seconds
+        plans = plan_model_events(
+            requests.batches,
+            options.requests_per_event,
+            options.event_scale,
+            options.other_seconds,
+            options.preprocess_seconds,
+        )
+    endpoint = options.endpoint()
+    requests.signature.check_sendable(
+        max(b.size for plan in plans for b in plan.batches), endpoint.shared_memory
     )
-    arrays, offsets = [], []
+    batches, offsets = [], []
     for plan in plans:
-        offsets.append(len(arrays))
-        arrays += [b.patches for b in plan.batches]
-    endpoint = Endpoint(
-        options.url,
-        options.protocol,  # type: ignore[arg-type]
-        timeout_s=options.timeout_s,
-        connect_timeout_s=options.connect_timeout_s,
+        offsets.append(len(batches))
+        batches += plan.batches
+    encoded = EncodedBatches(batches, requests.signature)
+    return LoadgenContext(
+        options, endpoint, server_info, requests, tuple(plans), encoded, tuple(offsets)
     )
-    encoded = EncodedBatches(arrays)
-    return LoadgenContext(options, endpoint, tuple(plans), encoded, tuple(offsets))

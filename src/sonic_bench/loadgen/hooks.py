@@ -33,8 +33,8 @@ from sonic_bench.loadgen.recorder import (
 from sonic_bench.loadgen.state import ATTRIBUTE, LoadgenState, state_of
 from sonic_bench.loadgen.steps import watch_steps
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
-from sonic_bench.results.manifest import new_manifest
-from sonic_bench.results.schema import LoadInfo, Manifest, WorkloadInfo, served_model
+from sonic_bench.results.manifest import new_manifest, target_parameters, workload_info
+from sonic_bench.results.schema import LoadInfo, Manifest, served_model
 from sonic_bench.results.store import ResultsUnwritable, RunWriter
 from sonic_bench.triton.client import check_server
 from sonic_bench.triton.stats import StatsReader
@@ -100,12 +100,24 @@ def _set_up(environment, **_) -> None:
 
 
 def _build(environment, state: LoadgenState) -> None:
-    """Simulating the workload takes seconds of CPU: in a thread, so that this process's
-    greenlets (a worker's heartbeats to its master) keep running meanwhile. Users and
-    listeners wait for the result through state.context()."""
+    """The model's tensors are read from the server (in a greenlet: gevent's sockets let
+    the others run), then the workload is built: simulating it takes seconds of CPU, in
+    a thread, so that this process's greenlets (a worker's heartbeats to its master) keep
+    running meanwhile. Users and listeners wait for the result through state.context()."""
     pending = state.pending  # a rebuild gets a new one: each build answers its own
-    built = gevent.get_hub().threadpool.spawn(build_context, state.options)
-    built.rawlink(lambda done: _context_ready(environment, pending, done))
+    options = state.options
+
+    def build() -> None:
+        try:
+            info = check_server(options.endpoint(), options.model)
+        except SonicBenchError as e:
+            pending.set_exception(e)
+            _fail(environment, str(e))
+            return
+        built = gevent.get_hub().threadpool.spawn(build_context, options, info)
+        built.rawlink(lambda done: _context_ready(environment, pending, done))
+
+    gevent.spawn(build)
 
 
 def _adopt_options(environment, state: LoadgenState) -> None:
@@ -199,31 +211,31 @@ def _abandon(environment, state: LoadgenState, reason: str) -> None:
 def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
     options = context.options
     plans = context.plans
+    requests = sum(len(p.batches) for p in plans)
+    samples = sum(p.patches for p in plans)
     return new_manifest(
         "loadgen",
-        f"{options.label}-b{options.batch_setting}",
+        f"{options.label}-{context.requests.tag}",
         server=served_model(options.url, options.protocol, options.model, server_info),
-        workload=WorkloadInfo(
-            seed=options.seed,
-            batch_size_setting=options.batch_setting,
-            avg_batch_size=sum(p.patches for p in plans) / sum(len(p.batches) for p in plans),
-            patches_per_event=round(sum(p.patches for p in plans) / len(plans)),
+        workload=workload_info(
+            context.requests,
             event_scale=options.event_scale,
+            avg_batch_size=samples / requests,
+            patches_per_event=samples / len(plans) if context.requests.protodune else 0,
         ),
         load=LoadInfo(
             mode="closed",
             levels=tuple(float(u) for u in options.staircase),
             step_seconds=options.step_seconds,
+            shared_memory=context.endpoint.shared_memory,
             parameters={
                 "other_s_per_event": sum(p.other_s for p in plans) / len(plans),
                 "preprocess_s_per_event": sum(p.preprocess_s for p in plans) / len(plans),
-                "requests_per_event": sum(len(p.batches) for p in plans) / len(plans),
+                "requests_per_event": requests / len(plans),
                 "step_seconds_per_user": options.step_seconds_per_user,
                 "burn_cpu": options.burn_cpu,
                 "other_jitter": options.other_jitter,
-                "protocol": options.protocol,
-                "timeout_s": options.timeout_s,
-                "connect_timeout_s": options.connect_timeout_s,
+                **target_parameters(context.endpoint),
             },
         ),
     )

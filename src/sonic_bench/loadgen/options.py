@@ -9,33 +9,44 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.loadgen.staircase import Staircase
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
 from sonic_bench.results.schema import check_label
-from sonic_bench.runs.target import normalize_url
-from sonic_bench.triton.client import DEFAULT_CONNECT_TIMEOUT_S, check_timeouts
-from sonic_bench.workload.batching import parse_batch_setting
-from sonic_bench.workload.event import DEFAULT_SEED
+from sonic_bench.runs.options import (
+    SERVE_PORTS,
+    TargetOptions,
+    add_target_options,
+    target_options,
+)
+from sonic_bench.triton.client import Endpoint
 
 PAPER_STAIRCASE = "1,2,5,10,20,50,100,200,300,400"
-# At 400 jobs a request queues behind up to 399 others: on the embedded CPU server one of
-# ~1,700 patches then waits about 80 s. A grid job's wait is the figure, not a fault.
-DEFAULT_JOB_TIMEOUT_S = 300.0
 REDUCED_EVENT_SCALE = 0.02  # the CPU server saturates early; the stairs take ~13 minutes
 
 
 def add_arguments(parser) -> None:
-    group = parser.add_argument_group("sonic-bench", "grid jobs sending EmTrackMichelId requests")
-    group.add_argument(
-        "--url", default="127.0.0.1:8000", help="Triton host:port, when -H/--host is not given"
+    target = parser.add_argument_group(
+        "sonic-bench target (shared with sonic-bench sweep)",
+        "-H/--host names the server as --url does; without either, sonic-bench serve's",
     )
-    group.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    group.add_argument("--model", default=MODEL_DYNAMIC_BATCHING, help="model to call")
-    group.add_argument("--batch-size", default="small", help="small (~235), large (~1693) or N")
+    add_target_options(
+        target,
+        "small (~235), large (~1693, the default) or N for the ProtoDUNE-SP workload "
+        "(the batch-size setting); N or LOW..HIGH for any other data (default 1)",
+        batch_aliases=("--batch-size",),
+    )
+    group = parser.add_argument_group("sonic-bench jobs", "grid jobs between their requests")
+    group.add_argument(
+        "--requests-per-event",
+        type=int,
+        default=1,
+        help="requests per full event for a model not fed the ProtoDUNE-SP workload (its "
+        "events decide their own)",
+    )
     group.add_argument(
         "--event-scale",
         type=float,
@@ -63,20 +74,9 @@ def add_arguments(parser) -> None:
         "--step-seconds-per-user", type=float, default=0.5, help="extra hold per user"
     )
     group.add_argument("--workload-file", default="", help="workload file (default: simulate)")
-    group.add_argument("--seed", type=int, default=DEFAULT_SEED, help="workload seed")
     group.add_argument("--results", default="results", help="folder for the run")
     group.add_argument("--label", default="loadgen", help="run label")
     group.add_argument("--max-retries", type=int, default=5, help="retries of a failed request")
-    group.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_JOB_TIMEOUT_S,
-        help="seconds a request may wait for its answer before it fails (and is retried); "
-        "a job waits behind every other job's requests, so longer than a sweep's",
-    )
-    group.add_argument(
-        "--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, help="TCP and TLS"
-    )
     group.add_argument(
         "--max-failed-events",
         type=int,
@@ -98,10 +98,7 @@ def add_arguments(parser) -> None:
 
 @dataclass(frozen=True)
 class LoadgenOptions:
-    url: str
-    protocol: str
-    model: str
-    batch_setting: int
+    target: TargetOptions
     event_scale: float
     other_seconds: float
     preprocess_seconds: float
@@ -111,17 +108,35 @@ class LoadgenOptions:
     step_seconds: float
     step_seconds_per_user: float
     workload_file: Path | None
-    seed: int
     results: Path
     label: str
     max_retries: int
     max_failed_events: int = 10
-    timeout_s: float = DEFAULT_JOB_TIMEOUT_S
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    requests_per_event: int = 1
     metrics: str = "auto"
     metrics_url: str = ""
     prometheus_url: str = ""
     prometheus_port: int = 9090
+
+    @property
+    def url(self) -> str:
+        """host:port of the server: the target's, else `sonic-bench serve`'s."""
+        return self.target.url or f"127.0.0.1:{SERVE_PORTS[self.target.protocol]}"
+
+    @property
+    def protocol(self) -> str:
+        return self.target.protocol
+
+    @property
+    def model(self) -> str:
+        return self.target.model or MODEL_DYNAMIC_BATCHING
+
+    @property
+    def batch(self) -> str | None:
+        return self.target.batches[0] if self.target.batches else None
+
+    def endpoint(self) -> Endpoint:
+        return self.target.endpoint(self.url)
 
     @property
     def triton_metrics_url(self) -> str:
@@ -131,12 +146,13 @@ class LoadgenOptions:
     def settings(self) -> dict:
         """What decides the load a process sends: recorded per worker, compared with the
         master's."""
-        values = asdict(self)
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "target"}
         # As the values arrive from a worker (msgpack): paths as text, tuples as lists.
-        return {
+        plain = {
             k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
             for k, v in values.items()
         }
+        return plain | self.target.settings()
 
     def hold_seconds(self, users: int) -> float:
         return self.step_seconds + self.step_seconds_per_user * users
@@ -160,12 +176,6 @@ def _staircase(text: str) -> tuple[int, ...]:
     return steps
 
 
-def target_url(host: str | None, url: str) -> str:
-    """host:port of Triton, from Locust's -H/--host (scheme optional) or --url."""
-    chosen = (host or url or "").strip()
-    return normalize_url(chosen, False)[0]
-
-
 # Options that are seconds or fractions: finite and not negative (NaN and inf refused).
 _NON_NEGATIVE = (
     "other_seconds",
@@ -183,6 +193,8 @@ def _flag(name: str) -> str:
 def _check(parsed) -> None:
     """Every sonic-bench value (and Locust's -u/-r, which the staircase-off shape uses)
     as the command line, the environment or the web UI gave it: one error naming it."""
+    if parsed.requests_per_event < 1:
+        raise SonicBenchError(f"--requests-per-event {parsed.requests_per_event}: give 1 or more")
     if parsed.max_retries < 0 or parsed.max_failed_events < 0:
         raise SonicBenchError("--max-retries and --max-failed-events must not be negative")
     if not (math.isfinite(parsed.event_scale) and 0 < parsed.event_scale <= 1):
@@ -191,9 +203,6 @@ def _check(parsed) -> None:
         value = getattr(parsed, name)
         if not (math.isfinite(value) and value >= 0):
             raise SonicBenchError(f"{_flag(name)} {value}: give a finite number from 0 up")
-    check_timeouts(parsed.timeout, parsed.connect_timeout)
-    if parsed.seed < 0:
-        raise SonicBenchError(f"--seed {parsed.seed}: give a number from 0 up")
     if not 1 <= parsed.prometheus_port <= 65535:
         raise SonicBenchError(f"--prometheus-port {parsed.prometheus_port}: give 1 to 65535")
     check_label(parsed.label)
@@ -207,11 +216,14 @@ def _check(parsed) -> None:
 
 def from_parsed(parsed, host: str | None = None) -> LoadgenOptions:
     _check(parsed)
+    target = target_options(parsed, host if host is not None else getattr(parsed, "host", None))
+    if len(target.batches) > 1:
+        raise SonicBenchError(
+            f"--batch {','.join(target.batches)}: a Locust run sends one batch setting; "
+            "run one per value (a sweep takes a list)"
+        )
     return LoadgenOptions(
-        url=target_url(host if host is not None else getattr(parsed, "host", None), parsed.url),
-        protocol=parsed.protocol,
-        model=parsed.model,
-        batch_setting=parse_batch_setting(parsed.batch_size),
+        target=target,
         event_scale=parsed.event_scale,
         other_seconds=parsed.other_seconds,
         preprocess_seconds=parsed.preprocess_seconds,
@@ -221,13 +233,11 @@ def from_parsed(parsed, host: str | None = None) -> LoadgenOptions:
         step_seconds=parsed.step_seconds,
         step_seconds_per_user=parsed.step_seconds_per_user,
         workload_file=Path(parsed.workload_file) if parsed.workload_file else None,
-        seed=parsed.seed,
         results=Path(parsed.results),
         label=parsed.label,
         max_retries=parsed.max_retries,
         max_failed_events=parsed.max_failed_events,
-        timeout_s=parsed.timeout,
-        connect_timeout_s=parsed.connect_timeout,
+        requests_per_event=parsed.requests_per_event,
         metrics=parsed.metrics,
         metrics_url=parsed.metrics_url,
         prometheus_url=parsed.prometheus_url,

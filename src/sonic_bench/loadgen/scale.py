@@ -8,18 +8,19 @@ fraction of patches: the ratio that decides where the server saturates is unchan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from sonic_bench.workload.batching import RequestBatch
+from sonic_bench.model.signature import Batch
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
 from sonic_bench.workload.pool import BatchPool
 
 
 @dataclass(frozen=True)
 class EventPlan:
-    batches: tuple[RequestBatch, ...]
+    batches: tuple[Batch, ...]
     other_s: float
     preprocess_s: float
 
@@ -44,7 +45,31 @@ def plan_events(
         shifts = range(variants) if keep < len(requests) else range(1)
         for shift in shifts:
             picks = (spread + shift * len(requests) // (variants * keep)) % len(requests)
-            batches = tuple(requests[i] for i in picks)
+            batches = tuple(Batch((requests[i].patches,), requests[i].size) for i in picks)
             fraction = sum(b.size for b in batches) / PATCHES_PER_EVENT
             plans.append(EventPlan(batches, other_full_s * fraction, preprocess_full_s * fraction))
     return plans
+
+
+def plan_model_events(
+    batches: Sequence[Batch],
+    requests_per_event: int,
+    event_scale: float,
+    other_full_s: float,
+    preprocess_full_s: float,
+) -> list[EventPlan]:
+    """Events of a model not fed the ProtoDUNE-SP workload: `requests_per_event` of the
+    batches per full event, in turn. A reduced event keeps `event_scale` of them (at
+    least one) and the same fraction of the CPU work, as a reduced ProtoDUNE-SP event
+    does, so the ratio that decides where the server saturates is unchanged."""
+    keep = max(1, round(requests_per_event * event_scale))
+    fraction = keep / requests_per_event
+    events = max(1, len(batches) // keep)
+    return [
+        EventPlan(
+            tuple(batches[(e * keep + i) % len(batches)] for i in range(keep)),
+            other_full_s * fraction,
+            preprocess_full_s * fraction,
+        )
+        for e in range(events)
+    ]

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from sonic_bench.model.signature import ModelSignature, TensorSpec
+
 # Tensor names of LArSoft's Triton config for this model: a LArSoft client works unchanged.
 INPUT_NAME = "main_input"
 TRACK_EM_OUTPUT = "em_trk_none_netout/Softmax"
@@ -30,6 +32,14 @@ DENSE_SIZES = (128, 32)
 EXPECTED_PARAMETERS = 11_900_420
 DEFAULT_SEED = 20210325  # the day the paper's preprint appeared
 OPSET = 17
+
+# The tensors of LArSoft's config (the three EmTrackMichelId models of the repository).
+SIGNATURE = ModelSignature(
+    inputs=(TensorSpec(INPUT_NAME, "FP32", PATCH_SHAPE),),
+    outputs=(TensorSpec(TRACK_EM_OUTPUT, "FP32", (3,)), TensorSpec(MICHEL_OUTPUT, "FP32", (1,))),
+    max_batch_size=65536,
+    dynamic_batching=True,
+)
 
 
 def _glorot(rng: np.random.Generator, fan_in: int, fan_out: int, shape: tuple[int, ...]):

@@ -16,11 +16,16 @@ from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.model.emtrackmichel import DEFAULT_SEED, model_bytes
+from sonic_bench.model import jettagger
+from sonic_bench.model.emtrackmichel import model_bytes
 
 MODEL_DYNAMIC_BATCHING = "cnn_emtrkmichel_1"  # LArSoft's name for this model
 MODEL_NO_DYNAMIC_BATCHING = "cnn_emtrkmichel_1_nodb"
 MODEL_CALIBRATION = "emtrkmichel_zero"
+MODEL_JET_TAGGER = jettagger.NAME
+EMTRACKMICHEL = "emtrackmichel"
+# What a model's `network` parameter names: its ONNX file, from a weight seed.
+NETWORKS = {EMTRACKMICHEL: model_bytes, jettagger.NAME: jettagger.model_bytes}
 DEFAULT_REPOSITORY = Path("model_repository")
 EMBEDDED = "embedded"
 ONNX_FILE = "model.onnx"
@@ -82,31 +87,44 @@ def model_for(dynamic_batching: bool) -> str:
     return MODEL_DYNAMIC_BATCHING if dynamic_batching else MODEL_NO_DYNAMIC_BATCHING
 
 
-def models_needing_onnx(repository: Path) -> list[Path]:
-    """Version-1 folders of every model whose config runs the network."""
-    folders = []
+def models_needing_onnx(repository: Path) -> dict[str, list[Path]]:
+    """Version-1 folders of every model whose config runs a network, by network."""
+    folders: dict[str, list[Path]] = {}
     for path in sorted(repository.glob(f"*/*/{CONFIG_FILE}")):
-        if parameter(read_config(path), "compute") != "zeros":
-            folders.append(path.parent / "1")
+        config = read_config(path)
+        if parameter(config, "compute") == "zeros":
+            continue
+        network = parameter(config, "network") or EMTRACKMICHEL
+        if network not in NETWORKS:
+            raise SonicBenchError(
+                f"{path}: network {network!r} is not one sonic-bench builds "
+                f"({', '.join(NETWORKS)}); give the model its own model.onnx"
+            )
+        folders.setdefault(network, []).append(path.parent / "1")
     return folders
 
 
-def export_onnx(repository: Path, seed: int = DEFAULT_SEED) -> list[Path]:
-    """Write model.onnx into every model of `repository` that needs one; returns the paths."""
-    folders = models_needing_onnx(repository)
-    if not folders:
+def export_onnx(repository: Path, seed: int | None = None) -> list[Path]:
+    """Write model.onnx into every model of `repository` that needs one (hard links
+    between the copies of one network); returns the paths. `seed` is EmTrackMichelId's
+    (the other networks keep their own)."""
+    networks = models_needing_onnx(repository)
+    if not networks:
         raise SonicBenchError(
             f"no model configs under {repository}/*/*/config.pbtxt: pass --repository "
             "pointing at sonic-bench's model_repository/"
         )
-    data = model_bytes(seed)
-    first = folders[0] / ONNX_FILE
-    _write_if_changed(first, data)
-    written = [first]
-    for folder in folders[1:]:
-        target = folder / ONNX_FILE
-        _link_or_copy(first, target, data)
-        written.append(target)
+    written = []
+    for network, folders in networks.items():
+        build = NETWORKS[network]
+        data = build(seed) if network == EMTRACKMICHEL and seed is not None else build()
+        first = folders[0] / ONNX_FILE
+        _write_if_changed(first, data)
+        written.append(first)
+        for folder in folders[1:]:
+            target = folder / ONNX_FILE
+            _link_or_copy(first, target, data)
+            written.append(target)
     return written
 
 

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +25,15 @@ import numpy as np
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import Level, MeasurementSettings
 from sonic_bench.measure.windows import Stability
-from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
+from sonic_bench.model.emtrackmichel import SIGNATURE as EMTRACKMICHEL_SIGNATURE
+from sonic_bench.model.signature import ModelSignature, TensorSpec, tensor_bytes
 from sonic_bench.perf_analyzer.report import read_passes, read_report, to_step, unstable_step
 from sonic_bench.process import SHM_FOLDER, Leftovers, LeftoversGuard
 from sonic_bench.results.schema import iso_utc
-from sonic_bench.triton.client import Endpoint
+from sonic_bench.triton.client import EncodedBatches, Endpoint
 from sonic_bench.triton.stats import StatsReader
 
 UNSTABLE = "Failed to obtain stable measurement"
-OUTPUT_BYTES_PER_PATCH = 4 * 4  # two outputs, 3 + 1 floats
 
 
 def find_binary() -> Path:
@@ -50,10 +49,11 @@ def find_binary() -> Path:
 
 
 def write_input_data(
-    batches: Sequence[np.ndarray], path: Path, batch_size: int, shared_memory: bool = False
+    batches: EncodedBatches, path: Path, batch_size: int, shared_memory: bool = False
 ) -> Path:
-    """perf_analyzer's JSON input: one entry per patch (it fills a batch of B with B
-    consecutive entries, wrapping around), enough for two different batches in a row.
+    """perf_analyzer's JSON input: one entry per sample, every input base64 (it fills a
+    batch of B with B consecutive entries, wrapping around), enough for two different
+    batches in a row.
 
     With `--shared-memory system` it creates a region of a whole batch for every entry
     (2 x 1,693 entries took 23 GB of /dev/shm before the kernel killed it) but sends
@@ -63,18 +63,31 @@ def write_input_data(
     (`uniform_batches`): whether the server copies from cache or from RAM decides the
     figure (zero-compute model, batch 224: compute input 46 us for one batch, 80 us for
     eight in turn)."""
-    patches = np.concatenate(list(batches))
+    signature = batches.signature
+    total = sum(batches.sizes)
     if shared_memory:
         keep = 1
-        _check_shared_memory_room(batch_size * patches[0].nbytes)
+        per_sample = sum(s.sample_bytes or 0 for s in signature.inputs)
+        _check_shared_memory_room(batch_size * per_sample)
     else:
-        keep = min(len(patches), max(2 * batch_size, 512))
-    entries = [
-        {INPUT_NAME: {"b64": base64.b64encode(np.ascontiguousarray(p, np.float32)).decode()}}
-        for p in patches[:keep]
-    ]
+        keep = min(total, max(2 * batch_size, 512))
+    entries = []
+    for batch in batches.batches:
+        for row in range(batch.size if signature.batching else 1):
+            if len(entries) == keep:
+                break
+            entries.append(
+                {
+                    spec.name: {"b64": _b64(tensor[row] if signature.batching else tensor, spec)}
+                    for spec, tensor in zip(signature.inputs, batch.tensors, strict=True)
+                }
+            )
     path.write_text(json.dumps({"data": entries}))
     return path
+
+
+def _b64(sample: np.ndarray, spec: TensorSpec) -> str:
+    return base64.b64encode(tensor_bytes(sample, spec.datatype)).decode()
 
 
 def _check_shared_memory_room(needed: int) -> None:
@@ -86,11 +99,12 @@ def _check_shared_memory_room(needed: int) -> None:
         )
 
 
-def shared_memory_leftovers() -> Leftovers:
-    """perf_analyzer's system shared-memory regions: `main_input_0_<step>` and each
-    output's name without its slash."""
-    outputs = (TRACK_EM_OUTPUT, MICHEL_OUTPUT)
-    return Leftovers(shm_prefixes=(f"{INPUT_NAME}_", *(o.replace("/", "") for o in outputs)))
+def shared_memory_leftovers(signature: ModelSignature) -> Leftovers:
+    """perf_analyzer's system shared-memory regions: `<input>_<n>_<step>` for each input,
+    and each output's name without its slashes."""
+    inputs = tuple(f"{spec.name.replace('/', '')}_" for spec in signature.inputs)
+    outputs = tuple(spec.name.replace("/", "") for spec in signature.outputs)
+    return Leftovers(shm_prefixes=(*inputs, *outputs))
 
 
 @dataclass(frozen=True)
@@ -112,13 +126,14 @@ def command(
     data: Path,
     settings: MeasurementSettings,
     report: Path,
+    signature: ModelSignature = EMTRACKMICHEL_SIGNATURE,
 ) -> list[str]:
     args = [
         str(binary),
         "-m", model,
         "-u", endpoint.url,
         "-i", endpoint.protocol,
-        "-b", str(batch_size),
+        "-b", str(batch_size if signature.batching else 1),
         "--input-data", str(data),
         "-p", str(round(settings.window_s * 1000)),
         "-r", str(settings.max_windows),
@@ -137,9 +152,12 @@ def command(
     else:
         args += ["--request-rate-range", f"{level.rate:g}:{level.rate:g}"]
         args += ["--request-distribution", "poisson" if level.poisson else "constant"]
+    for spec in signature.inputs:  # every input's shape as sent (variable ones need it)
+        args += ["--shape", f"{spec.name}:{','.join(map(str, spec.dims))}"]
     if endpoint.shared_memory:
+        largest = max(spec.sample_bytes or 0 for spec in signature.outputs)
         args += ["--shared-memory", "system"]
-        args += ["--output-shared-memory-size", str(batch_size * OUTPUT_BYTES_PER_PATCH)]
+        args += ["--output-shared-memory-size", str(max(batch_size, 1) * largest)]
     if endpoint.ssl and endpoint.protocol == "grpc":
         args += ["--ssl-grpc-use-ssl", "true"]
     for name, value in endpoint.headers.items():
@@ -168,15 +186,19 @@ def measure_level(
     settings: MeasurementSettings,
     stats: StatsReader | None,
     workdir: Path,
+    signature: ModelSignature = EMTRACKMICHEL_SIGNATURE,
 ) -> PerfAnalyzerLevel:
     report = workdir / f"level{step}.csv"
-    args = command(find_binary(), endpoint, model, level, batch_size, data, settings, report)
+    args = command(
+        find_binary(), endpoint, model, level, batch_size, data, settings, report, signature
+    )
     before = stats.snapshot() if stats else None
     cpu_before, started = _children_cpu_s(), time.time()
     limit = settings.window_s * settings.max_windows * 3 + 120
     # Its regions are named after the tensors, not after us; if it dies (killed, out of
     # memory) or the harness does, what it left in /dev/shm is removed all the same.
-    guard = LeftoversGuard(shared_memory_leftovers()) if endpoint.shared_memory else None
+    leftovers = shared_memory_leftovers(signature)
+    guard = LeftoversGuard(leftovers) if endpoint.shared_memory else None
     try:
         done = subprocess.run(
             args, capture_output=True, text=True, timeout=limit, preexec_fn=_die_with_parent

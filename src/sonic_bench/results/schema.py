@@ -142,7 +142,7 @@ def served_model(url: str, protocol: str, model: str, server_info: dict[str, Any
         protocol=protocol,
         triton_version=server_info["triton_version"],
         model=model,
-        model_version="1",
+        model_version=str(server_info.get("model_version", "1")),
         model_config=config,
         dynamic_batching="dynamic_batching" in config,
         max_batch_size=int(config.get("max_batch_size", 0)),
@@ -159,6 +159,9 @@ class WorkloadInfo:
     # Every request of avg_batch_size patches (perf_analyzer's -b), not the realistic mix.
     uniform_batches: bool = False
     replayed_batches: int = 0  # distinct batches sent in turn (0: not recorded)
+    # What the requests held: source (protodune, random, zero, a file), seed, each input's
+    # shape and datatype, the batch sizes (empty in runs before any model could be sent).
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def first_setting(self) -> int:

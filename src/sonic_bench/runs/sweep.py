@@ -14,7 +14,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,11 +39,10 @@ from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
 from sonic_bench.perf_analyzer import engine as perf_analyzer
 from sonic_bench.perf_analyzer.engine import write_input_data
 from sonic_bench.process import owned_folder
-from sonic_bench.results.manifest import new_manifest
+from sonic_bench.results.manifest import new_manifest, target_parameters, workload_info
 from sonic_bench.results.schema import (
     LoadInfo,
     Manifest,
-    WorkloadInfo,
     check_label,
     served_model,
 )
@@ -54,7 +53,9 @@ from sonic_bench.runs.target import Target, reach
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
 from sonic_bench.triton.http_raw import slow_body_warning
 from sonic_bench.triton.stats import StatsReader
-from sonic_bench.workload.pool import BatchPool, simulated_pool, uniform_batches
+from sonic_bench.workload.inputs import InputData
+from sonic_bench.workload.plan import InputOptions, RequestSet, check_batch_text, plan_requests
+from sonic_bench.workload.pool import BatchPool, simulated_pool
 
 DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
 Engine = Literal["native", "perf_analyzer"]
@@ -63,28 +64,29 @@ MAX_CLIENTS = 400
 
 @dataclass(frozen=True)
 class Configuration:
-    """One served model at one batch setting: a run folder of its own."""
+    """One served model at one `--batch` value: a run folder of its own. What the batch
+    means (a ProtoDUNE-SP setting, a size for any model) the model's inputs decide."""
 
-    setting: int
+    batch: str | None  # None: the default for the model's inputs
     dynamic_batching: bool
     model: str
 
-    @property
-    def tag(self) -> str:
-        return f"b{self.setting}-{'db' if self.dynamic_batching else 'nodb'}"
-
 
 def configurations(
-    settings: Sequence[int],
+    batches: Sequence[str | int | None],
     dynamic_batching: str,
     model: str | None = None,
     calibration: bool = False,
 ) -> tuple[Configuration, ...]:
-    """Every batch setting with every dynamic-batching choice ("on", "off", "both")."""
+    """Every batch value with every dynamic-batching choice ("on", "off", "both"); a
+    model named with --model is itself one choice."""
     db = {"on": [True], "off": [False], "both": [True, False]}[dynamic_batching]
+    if model:
+        db = db[:1]
+    texts = [None if b is None else check_batch_text(str(b)) for b in batches or [None]]
     return tuple(
-        Configuration(s, on, model or (MODEL_CALIBRATION if calibration else model_for(on)))
-        for s, on in itertools.product(settings, db)
+        Configuration(b, on, model or (MODEL_CALIBRATION if calibration else model_for(on)))
+        for b, on in itertools.product(texts, db)
     )
 
 
@@ -116,6 +118,8 @@ class SweepPlan:
     reference_seconds: float | None = None  # in-process reference before each level
     seed: int = 1234
     pool_batches: int = 24  # distinct batches replayed
+    input_data: InputData | None = None  # None: ProtoDUNE-SP for a patch model, else random
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # --shape
     results: Path = Path("results")
     label: str = "sweep"
     engine: Engine = "native"  # or NVIDIA's perf_analyzer, on the same levels and patches
@@ -150,6 +154,9 @@ class SweepPlan:
             if self.repeat > 1:
                 raise SonicBenchError("--latency-budget measures each level once: drop --repeat")
             self.search()  # validates the budget
+
+    def inputs(self, config: Configuration) -> InputOptions:
+        return InputOptions(config.batch, self.input_data, self.shapes, self.seed)
 
     def search(self) -> LatencyBudgetSearch | None:
         if self.latency_budget_ms is None:
@@ -228,6 +235,7 @@ class SweepRun:
     """What one configuration's sweep measured and where it was written."""
 
     configuration: Configuration
+    tag: str  # b<setting or sizes>-db|nodb, as in the run folder's name
     folder: Path
     average_batch: float
     results: tuple[MeasuredLevel, ...]
@@ -257,49 +265,54 @@ def run_sweep(
                 f"server metrics: {recording.source.name} every {metrics.interval_s:g} s"
             )
         pools: dict[int, BatchPool] = {}
+
+        def pool_for(setting: int) -> BatchPool:
+            if setting not in pools:
+                hooks.progress(f"simulating a ProtoDUNE-SP event for batch setting {setting} ...")
+                pools[setting] = simulated_pool(setting, seed=plan.seed)
+            return pools[setting]
+
         progress = JobProgress(len(plan.configurations) * plan.levels_per_configuration)
         for config in plan.configurations:
-            if config.setting not in pools:
-                hooks.progress(
-                    f"simulating a ProtoDUNE-SP event for batch setting {config.setting} ..."
-                )
-                pools[config.setting] = simulated_pool(config.setting, seed=plan.seed)
+            info = check_server(reached.endpoint, config.model)
+            requests = plan_requests(
+                info["signature"], plan.inputs(config), plan.pool_batches, pool_for
+            )
             runs.append(
                 _sweep_one(
-                    plan,
-                    reached.endpoint,
-                    config,
-                    pools[config.setting],
-                    recording,
-                    hooks,
-                    progress,
+                    plan, reached.endpoint, config, info, requests, recording, hooks, progress
                 )
             )
     return runs
+
+
+def _sent(plan: SweepPlan, requests: RequestSet, endpoint: Endpoint) -> RequestSet:
+    """The batches a sweep replays: the realistic mix, or perf_analyzer's like for like."""
+    if not plan.sends_uniform_batches:
+        return requests
+    # perf_analyzer's shared memory sends every request from its first data step: like
+    # for like is one batch, which the server then copies from its cache.
+    return requests.uniform(keep=1 if endpoint.shared_memory else None)
+
+
+def _tag(requests: RequestSet, signature_db: bool) -> str:
+    return f"{requests.tag}-{'db' if signature_db else 'nodb'}"
 
 
 def _manifest(
     plan: SweepPlan,
     endpoint: Endpoint,
     config: Configuration,
-    pool,
-    average,
-    server_info,
-    replayed: int,
+    requests: RequestSet,
+    server_info: dict,
+    tag: str,
 ) -> Manifest:
     open_loop = plan.levels[0].rate is not None
     return new_manifest(
         "sweep",
-        f"{plan.label}-{config.tag}",
+        f"{plan.label}-{tag}",
         server=served_model(endpoint.url, endpoint.protocol, config.model, server_info),
-        workload=WorkloadInfo(
-            seed=plan.seed,
-            batch_size_setting=config.setting,
-            avg_batch_size=average,
-            patches_per_event=round(pool.patches_per_event),
-            uniform_batches=plan.sends_uniform_batches,
-            replayed_batches=replayed,
-        ),
+        workload=workload_info(requests, plan.sends_uniform_batches),
         load=LoadInfo(
             mode="open" if open_loop else "closed",
             levels=tuple(lv.rate if open_loop else lv.concurrency for lv in plan.levels),
@@ -311,10 +324,7 @@ def _manifest(
 
 
 def _load_parameters(plan: SweepPlan, endpoint: Endpoint) -> dict:
-    parameters: dict = {
-        "timeout_s": endpoint.timeout_s,
-        "connect_timeout_s": endpoint.connect_timeout_s,
-    }
+    parameters: dict = target_parameters(endpoint)
     if plan.latency_budget_ms is not None:
         parameters |= {"latency_budget_ms": plan.latency_budget_ms, "search": "binary"}
     if plan.settings.busy_poll_us:
@@ -326,46 +336,48 @@ def _sweep_one(
     plan: SweepPlan,
     endpoint: Endpoint,
     config: Configuration,
-    pool: BatchPool,
+    server_info: dict,
+    requests: RequestSet,
     metrics: RunMetrics,
     hooks: LevelHooks,
     progress: JobProgress,
 ) -> SweepRun:
-    server_info = check_server(endpoint, config.model)
-    sent = pool.sample(plan.pool_batches)
-    average = sum(b.size for b in sent) / len(sent)
-    arrays = [b.patches for b in sent]
-    if plan.sends_uniform_batches:
-        arrays = uniform_batches(arrays, round(average))
-        if endpoint.shared_memory:
-            # perf_analyzer's shared memory sends every request from its first data step:
-            # like for like is one batch, which the server then copies from its cache.
-            arrays = arrays[:1]
-    batches = EncodedBatches(arrays)
+    sent = _sent(plan, requests, endpoint)
+    signature = sent.signature
+    signature.check_sendable(max(b.size for b in sent.batches), endpoint.shared_memory)
+    average = requests.average if not plan.sends_uniform_batches else sent.average
+    batches = EncodedBatches(sent.batches, signature)
     stats = StatsReader(endpoint, config.model)
     reference = None
     if plan.reference_seconds:
+        if not requests.protodune:
+            raise SonicBenchError(
+                f"--reference runs EmTrackMichelId in-process; {config.model} is fed "
+                f"{requests.input_data.describe()} data: drop --reference"
+            )
         hooks.progress("in-process reference: the model through onnxruntime, between levels")
         reference = InProcessReference(model_bytes(), batches.arrays, plan.reference_seconds)
     results: list[MeasuredLevel] = []
+    tag = _tag(requests, signature.dynamic_batching)
     hooks.progress(
-        f"sweep {config.model}, batch ~{average:.0f} ({config.setting}), {endpoint.protocol}"
+        f"sweep {config.model}, batch ~{average:.0f} ({requests.tag[1:]}), {endpoint.protocol}"
+        + ("" if requests.protodune else f", {requests.input_data.describe()} inputs")
         + (", perf_analyzer" if plan.engine == "perf_analyzer" else "")
         + (", every request that size" if plan.sends_uniform_batches else "")
-        + (", one batch replayed" if len(arrays) == 1 else "")
+        + (", one batch replayed" if len(sent.batches) == 1 else "")
     )
-    manifest = _manifest(plan, endpoint, config, pool, average, server_info, len(arrays))
+    manifest = _manifest(plan, endpoint, config, sent, server_info, tag)
     with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
         owned.enter_context(batches)  # its shared-memory regions, if any, go at the end
         writer.update(metrics=metrics.info())
         in_band_http = endpoint.protocol == "http" and not endpoint.shared_memory
-        if in_band_http and (message := slow_body_warning(arrays)):
+        if in_band_http and (message := slow_body_warning(batches.body_sizes())):
             hooks.warning(message)
             writer.warn(message)
         if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end
             workdir = owned.enter_context(owned_folder("sonic-pa-"))
             data = write_input_data(
-                batches.arrays, workdir / "input.json", round(average), endpoint.shared_memory
+                batches, workdir / "input.json", round(average), endpoint.shared_memory
             )
 
         def measure(step: int, level: Level) -> MeasuredLevel:
@@ -375,7 +387,7 @@ def _sweep_one(
                 return MeasuredLevel.native(result)
             pa = perf_analyzer.measure_level(
                 step, level, endpoint, config.model, round(average), data, plan.settings,
-                stats, workdir,
+                stats, workdir, signature,
             )  # fmt: skip
             for message in pa.warnings:
                 hooks.warning(message)
@@ -384,7 +396,7 @@ def _sweep_one(
         started = time.time()
         try:
             for step, (trial, level) in enumerate(plan.schedule(results)):
-                hooks.progress(progress.line(f"{config.tag} {level.label}"))
+                hooks.progress(progress.line(f"{tag} {level.label}"))
                 row: dict = {"trial": trial}
                 if reference is not None:
                     row["reference_inferences_per_s"] = reference.measure()
@@ -407,7 +419,7 @@ def _sweep_one(
                 results.append(replace(measured, row=row))
                 progress.finished_one()
                 if measured.failure is not None:
-                    raise LevelFailed(f"{config.tag} {level.label}: {measured.failure}")
+                    raise LevelFailed(f"{tag} {level.label}: {measured.failure}")
             budget = _budget_answer(plan, results)
             if budget is not None:
                 measured_levels = tuple(float(r.level.concurrency) for r in results)
@@ -418,7 +430,9 @@ def _sweep_one(
             failing = sys.exception() is not None
             with contextlib.suppress(ResultsUnwritable) if failing else contextlib.nullcontext():
                 metrics.record(writer, started, time.time(), answered)
-    return SweepRun(config, writer.folder, average, tuple(results), budget, writer.manifest.status)
+    return SweepRun(
+        config, tag, writer.folder, average, tuple(results), budget, writer.manifest.status
+    )
 
 
 def _budget_answer(plan: SweepPlan, results: list[MeasuredLevel]) -> BudgetAnswer | None:

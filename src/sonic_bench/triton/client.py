@@ -23,7 +23,16 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.model.emtrackmichel import MICHEL_OUTPUT, TRACK_EM_OUTPUT
+from sonic_bench.model.emtrackmichel import SIGNATURE as EMTRACKMICHEL_SIGNATURE
+from sonic_bench.model.signature import (
+    NUMPY_TYPES,
+    Batch,
+    ModelSignature,
+    WireInput,
+    signature_of,
+    wire_inputs,
+)
+from sonic_bench.triton.answers import ExpectedOutputs, expected_per_batch
 from sonic_bench.triton.grpc_raw import (
     GrpcCallError,
     RawInferChannel,
@@ -41,10 +50,13 @@ from sonic_bench.triton.shared_memory import SharedInputs, WorkerOutputs
 from sonic_bench.triton.sockets import Connection, target_of
 
 Protocol = Literal["grpc", "http"]
-DEFAULT_TIMEOUT_S = 30.0
+# A request queues behind every other in flight: at 400 clients of ~1,700 patches each a
+# CPU server answers the last after ~80 s. A grid job's wait is the figure, not a fault.
+DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-OUTPUTS = ((TRACK_EM_OUTPUT, 3), (MICHEL_OUTPUT, 1))
-OUTPUT_NAMES = tuple(name for name, _ in OUTPUTS)
+# Health, metadata, statistics and shared-memory calls queue behind nothing: a server
+# that takes longer for one is not answering.
+ADMIN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class AdminClient:
                 target,
                 ssl=endpoint.ssl,
                 connection_timeout=endpoint.connect_timeout_s,
-                network_timeout=endpoint.timeout_s,
+                network_timeout=min(endpoint.timeout_s, ADMIN_TIMEOUT_S),
             )
 
     def __getattr__(self, name: str):
@@ -109,7 +121,7 @@ class AdminClient:
             accepted = inspect.signature(method).parameters
             given = {
                 "headers": self.endpoint.headers or None,
-                "client_timeout": self.endpoint.timeout_s,
+                "client_timeout": min(self.endpoint.timeout_s, ADMIN_TIMEOUT_S),
                 "as_json": True,
             }
             self._defaults[name] = {
@@ -148,11 +160,23 @@ def check_server(endpoint: Endpoint, model: str) -> dict:
             f"model {model!r} is not ready on {endpoint.url}: check the name (--model) "
             "and the server's model repository"
         )
-    metadata = client.get_server_metadata()
+    server = client.get_server_metadata()
     config = client.get_model_config(model)
     if endpoint.protocol == "grpc":  # its JSON wraps the config in a message of its own
         config = config["config"]
-    return {"triton_version": metadata.get("version"), "model_config": config}
+    metadata = client.get_model_metadata(model)
+    return {
+        "triton_version": server.get("version"),
+        "model_config": config,
+        "model_version": _latest(metadata.get("versions")),
+        # What requests carry and answers hold, as the server describes the model.
+        "signature": signature_of(metadata, config),
+    }
+
+
+def _latest(versions) -> str:
+    numbers = [str(v) for v in versions or ()]
+    return max(numbers, key=lambda v: (len(v), v)) if numbers else "1"
 
 
 def _short(error: Exception) -> str:
@@ -163,37 +187,88 @@ def _short(error: Exception) -> str:
 class EncodedBatches:
     """The request batches, prepared once and shared read-only by every worker: each
     transport's requests (and the shared-memory inputs) are built the first time a
-    client asks for them."""
+    client asks for them.
 
-    def __init__(self, batches: Sequence[np.ndarray]):
-        self.arrays = list(batches)
-        self.sizes = [len(b) for b in batches]
+    `batches` are `Batch`es of the model's inputs, or arrays for a model with one input
+    (EmTrackMichelId's patches); `signature` the model's tensors as the server described
+    them (EmTrackMichelId's by default)."""
+
+    def __init__(
+        self,
+        batches: Sequence[Batch | np.ndarray],
+        signature: ModelSignature = EMTRACKMICHEL_SIGNATURE,
+    ):
+        self.signature = signature
+        self.batches = [b if isinstance(b, Batch) else Batch((b,), len(b)) for b in batches]
+        self.sizes = [b.size for b in self.batches]
+        self.output_names = tuple(spec.name for spec in signature.outputs)
+        self._wire: list[tuple[WireInput, ...]] | None = None
         self._serialized: dict[str, list[bytes]] = {}
         self._bodies: list[RequestBody] | None = None
         self._shared: SharedInputs | None = None
-        self._lock = threading.Lock()  # workers start together; build each once
+        self._expected: dict[bool, list[ExpectedOutputs]] = {}
+        self._lock = threading.RLock()  # workers start together; build each once
+
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        """The first input of every batch (a one-input model's whole request)."""
+        return [b.tensors[0] for b in self.batches]
+
+    def wire(self) -> list[tuple[WireInput, ...]]:
+        """Every batch's inputs as bytes on the wire, encoded once."""
+        with self._lock:
+            if self._wire is None:
+                self._wire = [wire_inputs(self.signature, b.tensors) for b in self.batches]
+            return self._wire
+
+    def expected(self, shared_memory: bool) -> list[ExpectedOutputs]:
+        """What the answer to each batch must hold (with its data, unless in shared memory)."""
+        with self._lock:
+            if shared_memory not in self._expected:
+                self._expected[shared_memory] = expected_per_batch(
+                    self.signature, self.sizes, with_data=not shared_memory
+                )
+            return self._expected[shared_memory]
 
     def serialized(self, model: str) -> list[bytes]:
         """gRPC: the ModelInferRequest of every batch for `model`, serialized once."""
         with self._lock:
             if model not in self._serialized:
-                self._serialized[model] = serialized_requests(model, self.arrays, OUTPUT_NAMES)
+                self._serialized[model] = serialized_requests(model, self.wire(), self.output_names)
             return self._serialized[model]
 
     def bodies(self) -> list[RequestBody]:
         """HTTP: the infer request body of every batch (JSON header + binary), built once."""
         with self._lock:
             if self._bodies is None:
-                self._bodies = request_bodies(self.arrays, OUTPUT_NAMES)
+                self._bodies = request_bodies(self.wire(), self.output_names)
             return self._bodies
+
+    def body_sizes(self) -> list[int]:
+        """Bytes of every batch's HTTP request body, without building them."""
+        return [sum(len(t.data) for t in inputs) for inputs in self.wire()]
 
     def shared_inputs(self, endpoint: Endpoint) -> SharedInputs:
         """System shared memory: every batch written once into a region on this machine,
         registered with the server; removed by `close()`."""
         with self._lock:
             if self._shared is None:
-                self._shared = SharedInputs(admin_client(endpoint), self.arrays)
+                data = [[t.data for t in inputs] for inputs in self.wire()]
+                self._shared = SharedInputs(admin_client(endpoint), data)
             return self._shared
+
+    def output_layout(self) -> list[tuple[str, int, type]]:
+        """Each output's bytes per sample and numpy type, for a worker's output region."""
+        layout = []
+        for spec in self.signature.outputs:
+            if spec.sample_bytes is None:
+                raise SonicBenchError(
+                    f"output {spec.describe()}: its size is not known before the answer, "
+                    "so it cannot be placed in shared memory: drop --shared-memory"
+                )
+            kind = np.uint16 if spec.datatype == "BF16" else NUMPY_TYPES[spec.datatype]
+            layout.append((spec.name, spec.sample_bytes, kind))
+        return layout
 
     def close(self) -> None:
         with self._lock:
@@ -208,7 +283,7 @@ class EncodedBatches:
         self.close()
 
     def __len__(self) -> int:
-        return len(self.arrays)
+        return len(self.batches)
 
 
 class InferClient:
@@ -231,19 +306,21 @@ class InferClient:
         self._raw: RawInferChannel | None = None
         self._http: RawHttpConnection | None = None
         self._index = -1  # the batch in flight
+        self._expected = batches.expected(endpoint.shared_memory)
         grpc_transport = endpoint.protocol == "grpc"
         if endpoint.shared_memory:
+            layout = batches.output_layout()
             shared = batches.shared_inputs(endpoint)
             self._shm = WorkerOutputs(
-                admin_client(endpoint), shared.prefix, OUTPUTS, max(batches.sizes)
+                admin_client(endpoint), shared.prefix, layout, max(batches.sizes)
             )
             inputs = shared.placements
-            shapes = [a.shape for a in batches.arrays]
+            wire = batches.wire()
             answers = [self._shm.placements(size) for size in batches.sizes]
             if grpc_transport:
-                self._requests = shared_memory_requests(model, shapes, inputs, answers)
+                self._requests = shared_memory_requests(model, wire, inputs, answers)
             else:
-                self._bodies = shared_memory_bodies(shapes, inputs, answers)
+                self._bodies = shared_memory_bodies(wire, inputs, answers)
         elif grpc_transport:
             self._requests = batches.serialized(model)
         else:
@@ -272,9 +349,9 @@ class InferClient:
         """Send batch `index` and wait; returns its size. Raises InferError on failure."""
         try:
             if self._raw is not None:
-                self._check_grpc(self._raw.infer(self._requests[index]))
+                self._raw.infer(self._requests[index], self._expected[index])
             else:
-                self._http.infer(self._bodies[index], len(OUTPUTS))
+                self._http.infer(self._bodies[index], self._expected[index])
             return self._answered(index)
         except Exception as e:
             raise _infer_error(e) from None
@@ -303,15 +380,13 @@ class InferClient:
         Raises InferError on failure."""
         try:
             if self._raw is not None:
-                response = self._raw.advance()
-                if response is None:
+                if not self._raw.advance(self._expected[self._index]):
                     return None
-                self._check_grpc(response)
             else:
                 answer = self._http.advance()
                 if answer is None:
                     return None
-                answer.check(len(OUTPUTS))
+                answer.check(self._expected[self._index])
             return self._answered(self._index)
         except Exception as e:
             raise _infer_error(e) from None
@@ -327,10 +402,6 @@ class InferClient:
 
     def set_blocking(self, blocking: bool) -> None:
         self._connection.set_blocking(blocking)
-
-    def _check_grpc(self, response) -> None:
-        if len(response.outputs) != len(OUTPUTS):
-            raise InferError("response has no output tensor")
 
     def _answered(self, index: int) -> int:
         if self._shm is not None:

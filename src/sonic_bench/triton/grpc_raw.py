@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from urllib.parse import unquote
 
 import grpc
-import numpy as np
 from tritonclient.grpc import service_pb2
 
-from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.model.signature import WireInput
+from sonic_bench.triton.answers import ExpectedOutputs
 from sonic_bench.triton.http2 import Http2Connection, Response
 from sonic_bench.triton.shared_memory import Placement
 from sonic_bench.triton.sockets import SMALL_ANSWER_BYTES, address_of, target_of
@@ -38,36 +38,39 @@ def grpc_message(serialized: bytes) -> bytes:
 
 
 def serialized_requests(
-    model: str, batches: Sequence[np.ndarray], outputs: Sequence[str]
+    model: str, batches: Sequence[Sequence[WireInput]], outputs: Sequence[str]
 ) -> list[bytes]:
-    """One ModelInferRequest per batch (FP32 input, raw contents), serialized and framed."""
+    """One ModelInferRequest per batch (every input's raw contents), serialized and framed."""
     requests = []
-    for batch in batches:
+    for inputs in batches:
         request = service_pb2.ModelInferRequest(model_name=model)
-        tensor = request.inputs.add(name=INPUT_NAME, datatype="FP32")
-        tensor.shape.extend(batch.shape)
+        for tensor in inputs:
+            request.inputs.add(name=tensor.name, datatype=tensor.datatype).shape.extend(
+                tensor.shape
+            )
+            request.raw_input_contents.append(tensor.data)
         for name in outputs:
             request.outputs.add(name=name)
-        request.raw_input_contents.append(np.ascontiguousarray(batch, np.float32).tobytes())
         requests.append(grpc_message(request.SerializeToString()))
     return requests
 
 
 def shared_memory_requests(
     model: str,
-    shapes: Sequence[tuple[int, ...]],
-    inputs: Sequence[Placement],
+    batches: Sequence[Sequence[WireInput]],
+    inputs: Sequence[Sequence[Placement]],
     outputs: Sequence[Sequence[tuple[str, Placement]]],
 ) -> list[bytes]:
-    """One ModelInferRequest per batch whose input and outputs lie in system shared
+    """One ModelInferRequest per batch whose inputs and outputs lie in system shared
     memory (serialized and framed): it names regions, offsets and sizes, and carries no
     data."""
     requests = []
-    for shape, placed, answers in zip(shapes, inputs, outputs, strict=True):
+    for tensors, placed, answers in zip(batches, inputs, outputs, strict=True):
         request = service_pb2.ModelInferRequest(model_name=model)
-        tensor = request.inputs.add(name=INPUT_NAME, datatype="FP32")
-        tensor.shape.extend(shape)
-        _place(tensor.parameters, placed)
+        for tensor, where in zip(tensors, placed, strict=True):
+            message = request.inputs.add(name=tensor.name, datatype=tensor.datatype)
+            message.shape.extend(tensor.shape)
+            _place(message.parameters, where)
         for name, where in answers:
             _place(request.outputs.add(name=name).parameters, where)
         requests.append(grpc_message(request.SerializeToString()))
@@ -121,22 +124,26 @@ class RawInferChannel:
             ]
         )
 
-    def infer(self, request: bytes) -> service_pb2.ModelInferResponse:
-        return _response_of(self.connection.request(self._header_block, request))
+    def infer(self, request: bytes, expected: ExpectedOutputs) -> None:
+        _judge(self.connection.request(self._header_block, request), expected)
 
     def begin(self, request: bytes) -> None:
         self.connection.begin(self._header_block, request)
 
-    def advance(self) -> service_pb2.ModelInferResponse | None:
+    def advance(self, expected: ExpectedOutputs) -> bool:
+        """True once the answer is whole and as expected; raises GrpcCallError if not."""
         answer = self.connection.advance()
-        return None if answer is None else _response_of(answer)
+        if answer is None:
+            return False
+        _judge(answer, expected)
+        return True
 
     def close(self) -> None:
         self.connection.close()
 
 
-def _response_of(answer: Response) -> service_pb2.ModelInferResponse:
-    """The call's response, or GrpcCallError with the status the server gave."""
+def _judge(answer: Response, expected: ExpectedOutputs) -> None:
+    """Raise GrpcCallError unless the call succeeded with the outputs asked for."""
     status = answer.headers.get(b"grpc-status")
     if status is None:
         http = answer.headers.get(b":status", b"?").decode()
@@ -149,12 +156,28 @@ def _response_of(answer: Response) -> service_pb2.ModelInferResponse:
         raise GrpcCallError("INTERNAL", "the answer has no uncompressed message")
     message = answer.data[5:]
     if len(message) <= SMALL_ANSWER_BYTES:
-        return _small_response(message)
-    return service_pb2.ModelInferResponse.FromString(message)
+        problem = _small_problem(message, expected)
+    else:
+        problem = _problem(message, expected)
+    if problem is not None:
+        raise GrpcCallError("INVALID_ANSWER", problem)
+
+
+def _problem(message: bytes, expected: ExpectedOutputs) -> str | None:
+    try:
+        response = service_pb2.ModelInferResponse.FromString(message)
+    except Exception:  # protobuf's DecodeError, or worse from a broken peer
+        return "the answer is not a ModelInferResponse"
+    contents = response.raw_output_contents
+    got = [
+        (o.name, o.datatype, tuple(o.shape), len(contents[i]) if i < len(contents) else None)
+        for i, o in enumerate(response.outputs)
+    ]
+    return expected.problem(got)
 
 
 @functools.lru_cache(maxsize=256)
-def _small_response(message: bytes) -> service_pb2.ModelInferResponse:
-    """A small answer parsed once (read it, do not change it): shared-memory answers
-    repeat byte for byte, and parsing costs more than the rest of a request's handling."""
-    return service_pb2.ModelInferResponse.FromString(message)
+def _small_problem(message: bytes, expected: ExpectedOutputs) -> str | None:
+    """A small answer judged once: shared-memory answers repeat byte for byte, and parsing
+    costs more than the rest of a request's handling."""
+    return _problem(message, expected)

@@ -18,9 +18,8 @@ import ssl as ssl_module
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.model.signature import WireInput
+from sonic_bench.triton.answers import ExpectedOutputs
 from sonic_bench.triton.shared_memory import Placement
 from sonic_bench.triton.sockets import SMALL_ANSWER_BYTES, Connection, address_of, target_of
 
@@ -34,63 +33,66 @@ KNOWN_ANSWERS = 64
 SLOW_BODY_BYTES = 16 * 1024 * 1024
 
 
-def slow_body_warning(batches: Sequence[np.ndarray]) -> str | None:
-    """What to tell a user whose HTTP requests cross the size where Triton slows down."""
-    slow = [b for b in batches if b.nbytes >= SLOW_BODY_BYTES]
+def slow_body_warning(bodies: Sequence[int]) -> str | None:
+    """What to tell a user whose HTTP requests (`bodies`: their sizes in bytes) cross the
+    size where Triton slows down."""
+    slow = [size for size in bodies if size >= SLOW_BODY_BYTES]
     if not slow:
         return None
-    per_patch = slow[0].nbytes // max(len(slow[0]), 1)
     return (
-        f"{len(slow)} of {len(batches)} HTTP requests carry over 16 MiB (batches over "
-        f"{SLOW_BODY_BYTES // per_patch} patches), which Triton's HTTP server receives ~1.6x "
-        "slower per inference: this sweep measures that; gRPC or --shared-memory does not"
+        f"{len(slow)} of {len(bodies)} HTTP requests carry over 16 MiB, which Triton's HTTP "
+        "server receives ~1.6x slower per inference: this sweep measures that; gRPC or "
+        "--shared-memory does not"
     )
 
 
 @dataclass(frozen=True)
 class RequestBody:
-    body: bytes  # the JSON header, then the binary input
+    body: bytes  # the JSON header, then the binary inputs
     json_size: int
 
 
-def request_bodies(batches: Sequence[np.ndarray], outputs: Sequence[str]) -> list[RequestBody]:
-    """One infer request body per batch: the JSON header, then the FP32 input as binary."""
+def request_bodies(
+    batches: Sequence[Sequence[WireInput]], outputs: Sequence[str]
+) -> list[RequestBody]:
+    """One infer request body per batch: the JSON header, then every input as binary."""
     bodies = []
-    for batch in batches:
-        data = np.ascontiguousarray(batch, np.float32).tobytes()
+    for inputs in batches:
         header = {
             "inputs": [
                 {
-                    "name": INPUT_NAME,
-                    "shape": list(batch.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": len(data)},
+                    "name": tensor.name,
+                    "shape": list(tensor.shape),
+                    "datatype": tensor.datatype,
+                    "parameters": {"binary_data_size": len(tensor.data)},
                 }
+                for tensor in inputs
             ],
             "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs],
         }
         text = json.dumps(header).encode()
-        bodies.append(RequestBody(text + data, len(text)))
+        bodies.append(RequestBody(b"".join([text, *(t.data for t in inputs)]), len(text)))
     return bodies
 
 
 def shared_memory_bodies(
-    shapes: Sequence[tuple[int, ...]],
-    inputs: Sequence[Placement],
+    batches: Sequence[Sequence[WireInput]],
+    inputs: Sequence[Sequence[Placement]],
     outputs: Sequence[Sequence[tuple[str, Placement]]],
 ) -> list[RequestBody]:
-    """One infer request per batch whose input and outputs lie in system shared memory:
+    """One infer request per batch whose inputs and outputs lie in system shared memory:
     the JSON names regions, offsets and sizes, and no binary data follows."""
     bodies = []
-    for shape, placed, answers in zip(shapes, inputs, outputs, strict=True):
+    for tensors, placed, answers in zip(batches, inputs, outputs, strict=True):
         header = {
             "inputs": [
                 {
-                    "name": INPUT_NAME,
-                    "shape": list(shape),
-                    "datatype": "FP32",
-                    "parameters": _placed(placed),
+                    "name": tensor.name,
+                    "shape": list(tensor.shape),
+                    "datatype": tensor.datatype,
+                    "parameters": _placed(where),
                 }
+                for tensor, where in zip(tensors, placed, strict=True)
             ],
             "outputs": [{"name": name, "parameters": _placed(where)} for name, where in answers],
         }
@@ -117,27 +119,52 @@ class Answer:
     headers: dict[bytes, bytes]
     body: bytes
 
-    def check(self, expected_outputs: int) -> None:
+    def check(self, expected: ExpectedOutputs) -> None:
         """Raise HttpInferError unless Triton answered with every output asked for."""
-        error, outputs = self._header
+        header_size = self.headers.get(HEADER_LENGTH)
+        try:
+            json_size = int(header_size) if header_size else len(self.body)
+        except ValueError:
+            raise HttpInferError(
+                "the answer's Inference-Header-Content-Length is not a number"
+            ) from None
+        error, problem = _judged(
+            self.body[:json_size], len(self.body) - json_size, self.status, expected
+        )
         if self.status != 200:
             raise HttpInferError(error or f"HTTP {self.status}")
-        if outputs != expected_outputs:
-            raise HttpInferError("response has no output tensor")
-
-    @functools.cached_property
-    def _header(self) -> tuple[str | None, int]:
-        header_size = self.headers.get(HEADER_LENGTH)
-        return _read_header(self.body[: int(header_size)] if header_size else self.body)
+        if problem is not None:
+            raise HttpInferError(problem)
 
 
 @functools.lru_cache(maxsize=256)
-def _read_header(text: bytes) -> tuple[str | None, int]:
-    """An answer's JSON header: its error, and how many outputs it has. The answers to
-    the same batch repeat byte for byte, and parsing one costs more than the rest of a
-    request's handling: each is parsed once."""
-    header = json.loads(text or b"{}")
-    return header.get("error"), len(header.get("outputs", ()))
+def _judged(
+    text: bytes, binary_bytes: int, status: int, expected: ExpectedOutputs
+) -> tuple[str | None, str | None]:
+    """An answer's JSON header read and judged: its error, and what is wrong with its
+    outputs. The answers to the same batch repeat byte for byte, and parsing one costs
+    more than the rest of a request's handling: each is judged once."""
+    try:
+        header = json.loads(text or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, "the answer's header is not JSON"
+    if not isinstance(header, dict):
+        return None, "the answer's header is not a JSON object"
+    if status != 200:
+        return header.get("error"), None
+    got, carried = [], 0
+    for output in header.get("outputs") or ():
+        try:
+            size = output.get("parameters", {}).get("binary_data_size")
+            shape = tuple(int(d) for d in output.get("shape", ()))
+            got.append((output["name"], output.get("datatype"), shape, size))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None, "the answer's outputs are not KServe v2 tensors"
+        carried += size or 0
+    problem = expected.problem(got)
+    if problem is None and carried != binary_bytes:
+        problem = f"the answer's outputs say {carried} bytes of data, {binary_bytes} came"
+    return None, problem
 
 
 @dataclass(frozen=True)
@@ -173,9 +200,9 @@ class RawHttpConnection(Connection):
         self._in_flight = False
         self._known: dict[bytes, Answer] = {}  # small answers, as they arrived
 
-    def infer(self, request: RequestBody, expected_outputs: int) -> None:
+    def infer(self, request: RequestBody, expected: ExpectedOutputs) -> None:
         self.begin(request)
-        self.finish(self.advance).check(expected_outputs)
+        self.finish(self.advance).check(expected)
 
     def begin(self, request: RequestBody) -> None:
         try:

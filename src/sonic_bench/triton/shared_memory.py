@@ -25,8 +25,6 @@ import tritonclient.utils.shared_memory as shm
 
 from sonic_bench.process import Leftovers, LeftoversGuard
 
-FLOAT_BYTES = 4
-
 
 class _Region:
     """One system shared-memory region, created here and registered with the server."""
@@ -57,24 +55,28 @@ class Placement:
 
 
 class SharedInputs:
-    """Every batch in one region, at known offsets."""
+    """Every batch's inputs in one region, one after the other, at known offsets."""
 
-    def __init__(self, client, arrays: Sequence[np.ndarray]):
+    def __init__(self, client, batches: Sequence[Sequence[bytes]]):
         self.prefix = f"sonic-shm-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
         self._guard = LeftoversGuard(Leftovers(shm_prefixes=(self.prefix,)))
-        contiguous = [np.ascontiguousarray(a, np.float32) for a in arrays]
-        offsets = np.concatenate([[0], np.cumsum([a.nbytes for a in contiguous])])
+        sizes = [len(data) for tensors in batches for data in tensors]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         try:
-            self._region = _Region(client, self.prefix + "inputs", int(offsets[-1]))
-            for array, offset in zip(contiguous, offsets, strict=False):
-                shm.set_shared_memory_region(self._region.handle, [array], offset=int(offset))
+            self._region = _Region(client, self.prefix + "inputs", max(int(offsets[-1]), 1))
+            flat = [data for tensors in batches for data in tensors]
+            for data, offset in zip(flat, offsets, strict=False):
+                if data:
+                    array = np.frombuffer(data, np.uint8)
+                    shm.set_shared_memory_region(self._region.handle, [array], offset=int(offset))
         except BaseException:
             self._guard.close()
             raise
-        self.placements = [
-            Placement(self._region.name, int(offset), a.nbytes)
-            for a, offset in zip(contiguous, offsets, strict=False)
-        ]
+        placed = iter(
+            Placement(self._region.name, int(offset), size)
+            for offset, size in zip(offsets, sizes, strict=False)
+        )
+        self.placements = [[next(placed) for _ in tensors] for tensors in batches]
 
     def close(self) -> None:
         try:
@@ -84,31 +86,34 @@ class SharedInputs:
 
 
 class WorkerOutputs:
-    """One worker's output region: both heads' answers for its largest batch."""
+    """One worker's output region: every output's answers for its largest batch."""
 
-    def __init__(self, client, prefix: str, outputs: Sequence[tuple[str, int]], max_batch: int):
-        self.outputs = tuple(outputs)  # (name, values per patch)
-        width = sum(n for _, n in self.outputs)
+    def __init__(
+        self, client, prefix: str, outputs: Sequence[tuple[str, int, type]], max_batch: int
+    ):
+        self.outputs = tuple(outputs)  # (name, bytes per sample, numpy type)
+        width = sum(n for _, n, _ in self.outputs)
         name = f"{prefix}out-{uuid.uuid4().hex[:8]}"
-        self._region = _Region(client, name, max_batch * width * FLOAT_BYTES)
+        self._region = _Region(client, name, max(max_batch * width, 1))
         self._views: dict[int, np.ndarray] = {}
 
     def placements(self, batch: int) -> list[tuple[str, Placement]]:
-        """Each output's place for a batch of `batch` patches, one after the other."""
+        """Each output's place for a batch of `batch` samples, one after the other."""
         placed, offset = [], 0
-        for name, width in self.outputs:
-            size = batch * width * FLOAT_BYTES
+        for name, width, _ in self.outputs:
+            size = batch * width
             placed.append((name, Placement(self._region.name, offset, size)))
             offset += size
         return placed
 
     def first_output(self, batch: int) -> np.ndarray:
-        """The first head's answers, read in place, as a client reads its results (one
+        """The first output's answers, read in place, as a client reads its results (one
         view per batch size, made once: making it cost more than reading it)."""
         view = self._views.get(batch)
         if view is None:
-            width = self.outputs[0][1]
-            view = shm.get_contents_as_numpy(self._region.handle, np.float32, [batch, width])
+            _, width, kind = self.outputs[0]
+            count = batch * width // np.dtype(kind).itemsize
+            view = shm.get_contents_as_numpy(self._region.handle, kind, [count])
             self._views[batch] = view
         return view
 

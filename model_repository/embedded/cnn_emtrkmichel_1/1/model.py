@@ -1,8 +1,9 @@
-"""Triton Python-backend model: EmTrackMichelId through onnxruntime on CPU.
+"""Triton Python-backend model: an ONNX network through onnxruntime on CPU.
 
 Self-contained on purpose (numpy, onnxruntime and Triton's pb_utils only): the embedded
 tritonserver runs it in its own stub process. Every model folder of the embedded
-repository links to this one file; the config's `parameters` select what it does:
+repository links to this one file; its tensors are the config's inputs and outputs
+(EmTrackMichelId's, the jet tagger's), and the config's `parameters` select what it does:
 
   compute          "onnx" (default) runs the network; "zeros" returns zeros of the right
                    shape and does no work (the calibration model: transport cost alone)
@@ -22,10 +23,6 @@ import time
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-INPUT = "main_input"
-OUTPUTS = ("em_trk_none_netout/Softmax", "michel_netout/Sigmoid")
-OUTPUT_WIDTHS = (3, 1)
-
 
 def _parameters(model_config):
     raw = model_config.get("parameters", {})
@@ -34,7 +31,15 @@ def _parameters(model_config):
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = _parameters(json.loads(args["model_config"]))
+        config = json.loads(args["model_config"])
+        params = _parameters(config)
+        self.inputs = [tensor["name"] for tensor in config["input"]]
+        self.outputs = [tensor["name"] for tensor in config["output"]]
+        # For the zero-compute answers: each output's shape per sample and numpy type.
+        self.output_types = [
+            (tuple(tensor["dims"]), pb_utils.triton_string_to_numpy(tensor["data_type"]))
+            for tensor in config["output"]
+        ]
         self.compute = params.get("compute", "onnx")
         self.session_batch = int(params.get("session_batch", "256"))
         self.slowdown = float(params.get("slowdown", "0"))
@@ -62,34 +67,43 @@ class TritonPythonModel:
 
     def execute(self, requests):
         # Dynamic batching hands several requests over at once: run them as one batch.
-        inputs = [pb_utils.get_input_tensor_by_name(r, INPUT).as_numpy() for r in requests]
-        sizes = [len(x) for x in inputs]
-        batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
-        outputs = self._infer(batch)
+        given = [
+            [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.inputs]
+            for r in requests
+        ]
+        sizes = [len(tensors[0]) for tensors in given]
+        if len(given) == 1:
+            batch = given[0]
+        else:
+            batch = [np.concatenate(column) for column in zip(*given, strict=True)]
+        outputs = self._infer(batch, sum(sizes))
         responses = []
         start = 0
         for size in sizes:
             tensors = [
                 pb_utils.Tensor(n, o[start : start + size])
-                for n, o in zip(OUTPUTS, outputs, strict=False)
+                for n, o in zip(self.outputs, outputs, strict=True)
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses
 
-    def _infer(self, batch):
+    def _infer(self, batch, size):
         if self.session is None:
-            return [np.zeros((len(batch), w), np.float32) for w in OUTPUT_WIDTHS]
+            return [np.zeros((size, *dims), kind) for dims, kind in self.output_types]
         began = time.perf_counter()
+        step = self.session_batch
         chunks = [
-            self.session.run(OUTPUTS, {INPUT: batch[i : i + self.session_batch]})
-            for i in range(0, len(batch), self.session_batch)
+            self.session.run(
+                self.outputs, {n: x[i : i + step] for n, x in zip(self.inputs, batch, strict=True)}
+            )
+            for i in range(0, size, step)
         ]
         if self.slowdown > 0:
             time.sleep(self.slowdown * (time.perf_counter() - began))
         if len(chunks) == 1:
             return chunks[0]
-        return [np.concatenate([c[k] for c in chunks]) for k in range(len(OUTPUTS))]
+        return [np.concatenate([c[k] for c in chunks]) for k in range(len(self.outputs))]
 
     def finalize(self):
         self.session = None

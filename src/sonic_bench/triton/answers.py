@@ -1,0 +1,64 @@
+"""Whether an answer is the one asked for: every requested output, its datatype, its shape.
+
+A server that answers 200 with a missing output, a wrong shape or a short tensor has not
+served the request; the harness counts it as failed, with the reason. What is expected
+depends only on the batch size, and answers that repeat byte for byte are judged once
+(judging costs more than the rest of handling a small shared-memory answer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from sonic_bench.model.signature import ModelSignature
+
+# (name, datatype, shape with -1 where any size will do, bytes of data or None)
+Output = tuple[str, str, tuple[int, ...], int | None]
+
+
+class ExpectedOutputs:
+    """The outputs of an answer to a request of `batch` samples. Hashable by identity
+    (one per batch size, made once) so that caches keyed on it cost nothing to look up."""
+
+    __slots__ = ("batch", "names", "outputs")
+
+    def __init__(self, signature: ModelSignature, batch: int, with_data: bool):
+        self.batch = batch
+        outputs = []
+        for spec in signature.outputs:
+            shape = signature.shape(spec, batch)
+            size = None
+            if with_data and spec.item_bytes is not None and not spec.variable:
+                size = spec.item_bytes * math.prod(shape)
+            outputs.append((spec.name, spec.datatype, shape, size))
+        self.outputs: tuple[Output, ...] = tuple(outputs)
+        self.names = tuple(o[0] for o in outputs)
+
+    def problem(self, got: Sequence[Output]) -> str | None:
+        """What is wrong with the outputs an answer holds; None when it is as asked."""
+        by_name = {o[0]: o for o in got}
+        for name, datatype, shape, size in self.outputs:
+            answer = by_name.get(name)
+            if answer is None:
+                return f"the answer has no output {name!r}" + (
+                    " (it has no output tensor)" if not got else ""
+                )
+            _, got_type, got_shape, got_size = answer
+            if got_type != datatype:
+                return f"output {name!r} is {got_type}, the model's metadata says {datatype}"
+            if len(got_shape) != len(shape) or any(
+                want >= 0 and have != want for have, want in zip(got_shape, shape, strict=False)
+            ):
+                return f"output {name!r} has shape {list(got_shape)}, expected {list(shape)}"
+            if size is not None and got_size != size:
+                return f"output {name!r} carries {got_size or 0} bytes, its shape needs {size}"
+        return None
+
+
+def expected_per_batch(
+    signature: ModelSignature, sizes: Sequence[int], with_data: bool
+) -> list[ExpectedOutputs]:
+    """One ExpectedOutputs per batch, shared between batches of the same size."""
+    made: dict[int, ExpectedOutputs] = {}
+    return [made.setdefault(s, ExpectedOutputs(signature, s, with_data)) for s in sizes]
