@@ -2,8 +2,9 @@
 
 Each stands in front of a real tritonserver and passes every call through, except the
 inference requests that its script picks: those it fails, never answers, answers a byte a
-second, answers and then drops the connection, cuts off mid-answer, or (gRPC) answers OK
-with no output tensor at all. What a client of the real server sees
+second, answers and then drops the connection, cuts off mid-answer, (gRPC) answers OK
+with no output tensor at all, or answers OK with an output dropped, reshaped or retyped
+(`drop`, `reshape`, `retype`). What a client of the real server sees
 is real; only the fault is scripted (a real Triton cannot be made to fail 1 request in 20).
 
     with HostileHttp(server.http_url, every(2, "fail")) as front:
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import socket
 import threading
 import time
@@ -23,8 +25,12 @@ from typing import Literal
 
 import grpc
 import h11
+from tritonclient.grpc import service_pb2
 
-Fault = Literal["ok", "fail", "silent", "trickle", "close", "truncate", "empty"]
+Fault = Literal[
+    "ok", "fail", "silent", "trickle", "close", "truncate", "empty", "drop", "reshape", "retype"
+]
+TAMPERED = ("drop", "reshape", "retype")  # a real answer, changed as a broken server would
 Script = Callable[[int], Fault]  # the n-th inference request (from 0) -> what to do
 
 
@@ -113,6 +119,8 @@ class HostileHttp(_Front):
                     status, headers, answer = 500, [], b'{"error":"injected fault"}'
                 else:
                     status, headers, answer = self._forward(upstream, request, body)
+                if fault in TAMPERED and status == 200:
+                    headers, answer = _tampered_http(fault, headers, answer)
                 wire = self._answer(peer, status, headers, answer)
                 if fault == "truncate":  # half the answer, then gone
                     sock.sendall(wire[: len(wire) // 2])
@@ -211,7 +219,58 @@ class HostileGrpc(_Front):
             return b""
         forward = self._channel.unary_unary(method)
         metadata = [(k, v) for k, v in context.invocation_metadata() if not k.startswith(":")]
-        return forward(request, metadata=metadata, timeout=60)
+        answer = forward(request, metadata=metadata, timeout=60)
+        if fault in TAMPERED:
+            response = service_pb2.ModelInferResponse.FromString(answer)
+            _tamper(fault, response.outputs, response.raw_output_contents)
+            return response.SerializeToString()
+        return answer
+
+
+def _tamper(fault: Fault, outputs, contents) -> None:
+    """Drop the last output, or change the first one's shape or datatype."""
+    if fault == "drop":
+        del outputs[-1]
+        if len(contents) > len(outputs):
+            del contents[-1]
+    elif fault == "reshape":
+        outputs[0].shape[-1] += 1
+    else:
+        outputs[0].datatype = "FP64"
+
+
+class _JsonTensor:
+    """A KServe v2 JSON output with the attributes `_tamper` changes."""
+
+    def __init__(self, entry: dict):
+        self.entry = entry
+        self.shape = entry["shape"]
+
+    @property
+    def datatype(self):
+        return self.entry["datatype"]
+
+    @datatype.setter
+    def datatype(self, value):
+        self.entry["datatype"] = value
+
+
+def _tampered_http(fault: Fault, headers, answer: bytes):
+    names = {k.lower(): k for k, _ in headers}
+    key = names.get("inference-header-content-length")
+    size = int(dict(headers)[key]) if key else len(answer)
+    header, binary = json.loads(answer[:size]), answer[size:]
+    outputs = header["outputs"]
+    if fault == "drop":  # its binary data goes too: the answer stays self-consistent
+        last = outputs.pop()
+        binary = binary[: len(binary) - last.get("parameters", {}).get("binary_data_size", 0)]
+    else:
+        _tamper(fault, [_JsonTensor(o) for o in outputs], [])
+    text = json.dumps(header).encode()
+    kept = [(k, v) for k, v in headers if k.lower() != "inference-header-content-length"]
+    if key:
+        kept.append((key, str(len(text))))
+    return kept, text + binary
 
 
 class _Passthrough(grpc.GenericRpcHandler):

@@ -86,7 +86,8 @@ class LoadgenSummary:
     def label(self) -> str:
         m = self.run.manifest
         db = "db on" if m.server.dynamic_batching else "db off"
-        return f"batch {m.workload.avg_batch_size:.0f}, {db}, scale {m.workload.event_scale:g}"
+        scale = f"scale {m.workload.event_scale:g}"
+        return f"{m.server.model} batch {m.workload.avg_batch_size:.0f}, {db}, {scale}"
 
     @property
     def served_max_inferences_per_s(self) -> float | None:

@@ -66,7 +66,10 @@ class RequestSet:
 
     @property
     def tag(self) -> str:
-        return f"b{self.setting}" if self.setting is not None else f"b{self.sizes.label}"
+        if self.setting is not None:
+            return f"b{self.setting}"
+        low, high = self.sizes.low, self.sizes.high
+        return f"b{low}" if low == high else f"b{low}-{high}"  # a folder name: no '..' 
 
     @property
     def average(self) -> float:
