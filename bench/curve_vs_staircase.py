@@ -34,7 +34,7 @@ def measure(server, batch: str, results: Path) -> None:
     sweep = [*SONIC, "sweep", "--url", server.http_url, "--protocol", "http", "--batch", batch]
     subprocess.run([*sweep, *SWEEP, "--results", str(results)], check=True)
     locust = [
-        *LOCUST, "--headless", "--url", server.http_url, "--batch-size", batch,
+        *LOCUST, "--headless", "--url", server.http_url, "--protocol", "http", "--batch", batch,
         "--results", str(results), "--metrics", "off", "--only-summary",
         "--prometheus-port", str(free_port()),
     ]  # fmt: skip

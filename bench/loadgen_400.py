@@ -38,6 +38,8 @@ def locust_rate(server, users: int, seconds: float, processes: int = 1) -> tuple
             "--headless",
             "--url",
             server.http_url,
+            "--protocol",
+            "http",
             "--model",
             MODEL_CALIBRATION,
             "--batch-size",

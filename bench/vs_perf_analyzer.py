@@ -12,12 +12,14 @@ trials) and, at concurrency 1, the p50 latency ratio.
 
     .venv/bin/python bench/vs_perf_analyzer.py [--transports grpc,http,shm,grpc-shm]
         [--batches small,large] [--concurrency 1,2,4,8] [--trials 3] [--real-model]
-        [--busy-poll US]
+        [--model NAME] [--busy-poll US]
 
 Targets: throughput ratio >= 0.95 at every level on the calibration model, p50 at
 concurrency 1 at most 10% above perf_analyzer's (shown signed: where perf_analyzer's own
-client is the slower one the native p50 is lower); on EmTrackMichelId (--real-model)
-the engines agree within 5%.
+client is the slower one the native p50 is lower); on a model with real compute
+(EmTrackMichelId with --real-model, or any served model with --model, e.g. the jet
+tagger with --model jet_tagger --batches 64, its random inputs) the engines agree
+within 5%.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from sonic_bench.metrics.recording import MetricsOptions
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
 from sonic_bench.runs.target import Target
-from sonic_bench.workload.batching import parse_batch_setting
 
 SETTINGS = MeasurementSettings(window_s=2.0, warmup_s=1.0, max_windows=6)
 TRANSPORTS = {
@@ -104,15 +105,17 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,2,4,8")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--real-model", action="store_true", help="EmTrackMichelId, not zero")
+    parser.add_argument("--model", help="any served model with real compute (e.g. jet_tagger)")
     parser.add_argument("--busy-poll", type=float, default=0.0, help="the native engine's (us)")
     args = parser.parse_args()
     counts = [int(c) for c in args.concurrency.split(",")]
-    model = MODEL_NO_DYNAMIC_BATCHING if args.real_model else MODEL_CALIBRATION
+    model = args.model or (MODEL_NO_DYNAMIC_BATCHING if args.real_model else MODEL_CALIBRATION)
+    real_compute = args.real_model or args.model is not None
     figures = Figures()
     with tempfile.TemporaryDirectory() as tmp, embedded_server() as server:
         for transport in args.transports.split(","):
             for batch in args.batches.split(","):
-                setting = parse_batch_setting(batch)
+                setting = batch  # a ProtoDUNE-SP setting, or a size for any other model
                 # Level by level, native then perf_analyzer, so that the machine's slow
                 # phases (this shared machine has them, minutes long) fall on both.
                 native: list[dict] = []
@@ -130,7 +133,7 @@ def main() -> None:
                     native.append(ours_now)
                     reference.append(theirs_now)
                 _judge(figures, f"{transport} {model} batch {batch}", native, reference, counts,
-                       args.real_model)  # fmt: skip
+                       real_compute)  # fmt: skip
     figures.exit()
 
 

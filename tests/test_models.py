@@ -299,3 +299,18 @@ def test_a_model_that_does_not_batch_sends_one_sample_without_n():
     assert isinstance(batch, Batch) and batch.tensors[0].shape == (3,)
     with pytest.raises(SonicBenchError, match="does not batch"):
         signature.check_sendable(4)
+
+
+def test_predict_and_check_take_the_second_models_sweep(server, tmp_path, capsys):
+    argv = _sweep(server.grpc_url, tmp_path, "--model", MODEL_JET_TAGGER, "--batch", "32",
+                  "--repeat", "2")  # fmt: skip
+    assert main(argv) == 0
+    folder, _ = _only_run(tmp_path)
+    capsys.readouterr()
+    assert main(["predict", "--from", str(tmp_path), "--model", MODEL_JET_TAGGER,
+                 "--batch-size", "32", "--protocol", "grpc", "--requests-per-event", "100",
+                 "--event-scale", "0.1", "--json"]) == 0  # fmt: skip
+    planned = json.loads(capsys.readouterr().out)["inputs"]
+    assert planned["requests_per_event"] == 10 and planned["patches_per_event"] == 320
+    assert main(["check", str(folder), "--baseline", str(folder)]) in (0, 1)
+    assert "cannot compare" not in capsys.readouterr().err

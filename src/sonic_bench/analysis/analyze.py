@@ -93,6 +93,7 @@ class PlannedJobs:
     event_scale: float = 0.02
     other_full_s: float = 110.0
     preprocess_full_s: float = 7.0
+    requests_per_event: int = 1  # for a model not fed the ProtoDUNE-SP workload
 
 
 def predict_from_runs(paths: list[Path], jobs: PlannedJobs) -> Prediction:
@@ -112,14 +113,25 @@ def predict_from_runs(paths: list[Path], jobs: PlannedJobs) -> Prediction:
     baselines = [summarize_baseline(r) for r in runs if r.kind == "baseline"]
     baseline = baselines[-1] if baselines else None
     capacity = capacity_from_steps(sweep.steps, sweep.manifest)
-    plan = JobPlan.planned(
-        capacity.avg_batch,
-        capacity.event_patches,
-        jobs.event_scale,
-        jobs.other_full_s,
-        jobs.preprocess_full_s,
-        jobs.protocol,
-    )
+    source = sweep.manifest.workload.inputs.get("source", "protodune")
+    if source == "protodune":
+        plan = JobPlan.planned(
+            capacity.avg_batch,
+            capacity.event_patches,
+            jobs.event_scale,
+            jobs.other_full_s,
+            jobs.preprocess_full_s,
+            jobs.protocol,
+        )
+    else:  # the jobs' events are --requests-per-event of the model's batches
+        plan = JobPlan.planned_model(
+            capacity.avg_batch,
+            jobs.requests_per_event,
+            jobs.event_scale,
+            jobs.other_full_s,
+            jobs.preprocess_full_s,
+            jobs.protocol,
+        )
     single = baseline.inferences_per_s(1, capacity.avg_batch) if baseline else None
     prediction = predict(capacity, plan, single, baseline.run_id if single else None)
     extra = [f"skipped: {reason}" for reason in skipped]

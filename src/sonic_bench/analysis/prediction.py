@@ -145,6 +145,17 @@ def capacity_from_steps(steps: pd.DataFrame, manifest: Manifest) -> ServerCapaci
     )
 
 
+def _check_job_settings(event_scale: float, other_full_s: float, preprocess_full_s: float):
+    if not 0 < event_scale <= 1:
+        raise SonicBenchError(f"--event-scale {event_scale}: use a value in (0, 1]")
+    for flag, value in (
+        ("--other-seconds", other_full_s),
+        ("--preprocess-seconds", preprocess_full_s),
+    ):
+        if not (math.isfinite(value) and value >= 0):
+            raise SonicBenchError(f"{flag} {value}: give a finite, non-negative number")
+
+
 @dataclass(frozen=True)
 class JobPlan:
     """One grid job's event, at the scale the jobs run: what the model needs of it."""
@@ -168,16 +179,34 @@ class JobPlan:
         """A planned Locust run: as `loadgen.scale.plan_events` reduces a simulated event
         of `event_patches`, keeping a fraction of its requests and the CPU work of the
         patches they hold (against a full event's 55,000)."""
-        if not 0 < event_scale <= 1:
-            raise SonicBenchError(f"--event-scale {event_scale}: use a value in (0, 1]")
-        for flag, value in (
-            ("--other-seconds", other_full_s),
-            ("--preprocess-seconds", preprocess_full_s),
-        ):
-            if not (math.isfinite(value) and value >= 0):
-                raise SonicBenchError(f"{flag} {value}: give a finite, non-negative number")
+        _check_job_settings(event_scale, other_full_s, preprocess_full_s)
         requests = max(1, round(event_patches / avg_batch * event_scale))
         fraction = requests * avg_batch / PATCHES_PER_EVENT
+        return cls(
+            other_full_s * fraction,
+            preprocess_full_s * fraction,
+            requests,
+            requests * avg_batch,
+            protocol,
+        )
+
+    @classmethod
+    def planned_model(
+        cls,
+        avg_batch: float,
+        requests_per_event: int,
+        event_scale: float,
+        other_full_s: float,
+        preprocess_full_s: float,
+        protocol: str | None = None,
+    ) -> JobPlan:
+        """A planned Locust run of a model not fed the ProtoDUNE-SP workload: as
+        `loadgen.scale.plan_model_events` reduces `requests_per_event` requests."""
+        _check_job_settings(event_scale, other_full_s, preprocess_full_s)
+        if requests_per_event < 1:
+            raise SonicBenchError(f"--requests-per-event {requests_per_event}: give 1 or more")
+        requests = max(1, round(requests_per_event * event_scale))
+        fraction = requests / requests_per_event
         return cls(
             other_full_s * fraction,
             preprocess_full_s * fraction,

@@ -65,6 +65,12 @@ def register(commands) -> None:
     measured.add_argument("--event-scale", type=float, default=REDUCED_EVENT_SCALE)
     measured.add_argument("--other-seconds", type=float, default=110.0, help="per full event")
     measured.add_argument("--preprocess-seconds", type=float, default=7.0, help="per full event")
+    measured.add_argument(
+        "--requests-per-event",
+        type=int,
+        default=1,
+        help="requests per full event of a model not fed the ProtoDUNE-SP workload",
+    )
     parser.set_defaults(run=run)
 
 
@@ -163,6 +169,7 @@ def run_measured(args: argparse.Namespace) -> int:
         event_scale=args.event_scale,
         other_full_s=args.other_seconds,
         preprocess_full_s=args.preprocess_seconds,
+        requests_per_event=args.requests_per_event,
     )
     prediction = predict_from_runs(args.from_runs, jobs)
     servers = prediction.servers_for(args.jobs) if args.jobs else None

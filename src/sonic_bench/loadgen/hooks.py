@@ -112,7 +112,12 @@ def _build(environment, state: LoadgenState) -> None:
             info = check_server(options.endpoint(), options.model)
         except SonicBenchError as e:
             pending.set_exception(e)
-            _fail(environment, str(e))
+            if isinstance(environment.runner, WorkerRunner) or environment.web_ui is not None:
+                # A worker's own command line need not name the server, nor a web UI's:
+                # the master's options (or the form's) come at each start, built again then.
+                logger.info("sonic-bench: %s (the options at the start will say)", e)
+            else:
+                _fail(environment, str(e))
             return
         built = gevent.get_hub().threadpool.spawn(build_context, options, info)
         built.rawlink(lambda done: _context_ready(environment, pending, done))
@@ -129,7 +134,8 @@ def _adopt_options(environment, state: LoadgenState) -> None:
     except SonicBenchError as e:
         _fail(environment, str(e))
         return
-    if asked != state.options:
+    failed = state.pending.ready() and not state.pending.successful()
+    if asked != state.options or failed:
         state.options = asked
         state.pending = AsyncResult()
         _build(environment, state)

@@ -69,7 +69,7 @@ class RequestSet:
         if self.setting is not None:
             return f"b{self.setting}"
         low, high = self.sizes.low, self.sizes.high
-        return f"b{low}" if low == high else f"b{low}-{high}"  # a folder name: no '..' 
+        return f"b{low}" if low == high else f"b{low}-{high}"  # a folder name: no '..'
 
     @property
     def average(self) -> float:
