@@ -172,7 +172,7 @@ def test_command_lines_parse_with_the_code():
         parsed = _parse_locust(_container(objects, deployment, "locust")["args"])
         assert parsed["locustfile"].endswith("loadgen/sonic.py")
     master = _parse_locust(_container(objects, "locust-master", "locust")["args"])
-    assert master["host"] == "http://triton:8000"
+    assert master["host"] == "triton:8001"  # gRPC, the default protocol of both doors
     assert master["prometheus_url"] == "http://prometheus:9090"
 
 

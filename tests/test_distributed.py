@@ -115,7 +115,7 @@ def test_workers_run_what_the_master_asked_for(calibration_server, tmp_path):
     workers_seen = run.manifest.load.parameters["workers"]
     assert len(workers_seen) == 2
     for settings in workers_seen.values():
-        assert settings["batch_setting"] == 2300
+        assert settings["batches"] == ["large"]
         assert settings["model"] == MODEL_CALIBRATION
         assert settings["url"] == server.http_url
     assert run.manifest.workload.batch_size_setting == 2300

@@ -194,7 +194,9 @@ def test_perf_analyzers_input_files_are_read_and_sent(server, tmp_path):
          "-b", "2", "--input-data", str(data), "-p", "300", "--concurrency-range", "1"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    assert "Successfully read data for 1 stream/streams with 5 step/steps" in said, said[-2000:]
+    assert "error" not in said.lower(), said[-2000:]  # (a level it could not stabilise is not)
     argv = _sweep(server.grpc_url, tmp_path / "r", "--model", MODEL_JET_TAGGER, "--batch", "6",
                   "--input-data", str(data), "--concurrency", "1")  # fmt: skip
     assert main(argv) == 0
@@ -303,7 +305,7 @@ def test_a_model_that_does_not_batch_sends_one_sample_without_n():
 
 def test_predict_and_check_take_the_second_models_sweep(server, tmp_path, capsys):
     argv = _sweep(server.grpc_url, tmp_path, "--model", MODEL_JET_TAGGER, "--batch", "32",
-                  "--repeat", "2")  # fmt: skip
+                  "--repeat", "4", "--reference", "--reference-seconds", "0.3")  # fmt: skip
     assert main(argv) == 0
     folder, _ = _only_run(tmp_path)
     capsys.readouterr()
@@ -312,5 +314,6 @@ def test_predict_and_check_take_the_second_models_sweep(server, tmp_path, capsys
                  "--event-scale", "0.1", "--json"]) == 0  # fmt: skip
     planned = json.loads(capsys.readouterr().out)["inputs"]
     assert planned["requests_per_event"] == 10 and planned["patches_per_event"] == 320
-    assert main(["check", str(folder), "--baseline", str(folder)]) in (0, 1)
-    assert "cannot compare" not in capsys.readouterr().err
+    assert main(["check", str(folder), "--baseline", str(folder)]) == 0
+    verdicts = capsys.readouterr().out
+    assert "inferences_per_s" in verdicts and "cannot judge" not in verdicts

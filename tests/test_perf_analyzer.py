@@ -25,6 +25,7 @@ from sonic_bench.process import SHM_FOLDER
 from sonic_bench.results.store import read_run
 from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
 from sonic_bench.runs.target import Target
+from sonic_bench.triton.client import EncodedBatches
 
 FIXTURES = ROOT / "tests" / "fixtures" / "schema-v1"
 # Long enough windows for a real model that takes ~40 ms per small batch on this CPU.
@@ -135,7 +136,7 @@ def test_perf_analyzer_shared_memory_that_would_not_fit_is_refused(monkeypatch, 
     monkeypatch.setattr(
         engine.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(0, 0, 10**6)
     )
-    batches = [np.zeros((100, 48, 48, 1), np.float32)] * 4
+    batches = EncodedBatches([np.zeros((100, 48, 48, 1), np.float32)] * 4)
     with pytest.raises(SonicBenchError, match=r"needs 0\.0 GB of /dev/shm .* smaller batches"):
         engine.write_input_data(batches, tmp_path / "in.json", 100, shared_memory=True)
     assert not (tmp_path / "in.json").exists()

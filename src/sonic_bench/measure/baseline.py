@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
+from sonic_bench.model.emtrackmichel import INPUT_NAME
+from sonic_bench.model.signature import Batch
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
 
 DEFAULT_SESSION_BATCH = 256  # the served model's `session_batch`: like with like
@@ -51,21 +52,28 @@ def open_session(model: Path | bytes, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def infer(session: ort.InferenceSession, batch: np.ndarray, session_batch: int) -> list[np.ndarray]:
-    """Run a batch in chunks of `session_batch`, as the served model does."""
-    outputs = (TRACK_EM_OUTPUT, MICHEL_OUTPUT)
+def infer(
+    session: ort.InferenceSession, batch: np.ndarray | Batch, session_batch: int
+) -> list[np.ndarray]:
+    """Run a batch in chunks of `session_batch`, as the served model does: an array of
+    EmTrackMichelId's patches, or any model's `Batch` (its inputs in the graph's order)."""
+    tensors = batch.tensors if isinstance(batch, Batch) else (batch,)
+    names = [i.name for i in session.get_inputs()] if isinstance(batch, Batch) else [INPUT_NAME]
+    size = len(tensors[0])
     chunks = [
-        session.run(outputs, {INPUT_NAME: batch[i : i + session_batch]})
-        for i in range(0, len(batch), session_batch)
+        session.run(
+            None, {n: t[i : i + session_batch] for n, t in zip(names, tensors, strict=True)}
+        )
+        for i in range(0, size, session_batch)
     ]
     if len(chunks) == 1:
         return chunks[0]
-    return [np.concatenate([c[k] for c in chunks]) for k in range(len(outputs))]
+    return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
 
 
 def time_inference(
     session: ort.InferenceSession,
-    batches: Sequence[np.ndarray],
+    batches: Sequence[np.ndarray | Batch],
     threads: int,
     duration_s: float,
     session_batch: int = DEFAULT_SESSION_BATCH,
@@ -80,7 +88,7 @@ def time_inference(
         infer(session, batch, session_batch)
         sent, now = now, time.perf_counter()
         latencies.append((now - sent) * 1000.0)
-        patches += len(batch)
+        patches += batch.size if isinstance(batch, Batch) else len(batch)
         i += 1
     return BaselineResult(
         threads=threads,

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from sonic_bench.measure.baseline import DEFAULT_SESSION_BATCH, open_session, time_inference
+from sonic_bench.model.signature import Batch
 
 
 class InProcessReference:
-    def __init__(self, model: Path | bytes, batches: Sequence[np.ndarray], seconds: float):
+    def __init__(self, model: Path | bytes, batches: Sequence[np.ndarray | Batch], seconds: float):
         self.batches = list(batches)
         self.seconds = seconds
         self.threads = os.cpu_count() or 1

@@ -83,6 +83,22 @@ def slowed_copy(repository: Path, root: Path, slowdown: float) -> Path:
     return root
 
 
+def network_of(config: dict) -> str | None:
+    """Which of sonic-bench's networks a served model runs, from its config (as the server
+    gives it): its `network` parameter, else EmTrackMichelId for a model of its tensors
+    (a LArSoft config, the GPU repository); None for any other."""
+    parameters = config.get("parameters") or {}
+    named = (parameters.get("network") or {}).get("string_value")
+    if named:
+        return named if named in NETWORKS else None
+    if (parameters.get("compute") or {}).get("string_value") == "zeros":
+        return EMTRACKMICHEL  # the calibration model: the network it stands in for
+    inputs = config.get("input") or []
+    if len(inputs) == 1 and inputs[0].get("name") == "main_input":
+        return EMTRACKMICHEL
+    return None
+
+
 def model_for(dynamic_batching: bool) -> str:
     return MODEL_DYNAMIC_BATCHING if dynamic_batching else MODEL_NO_DYNAMIC_BATCHING
 

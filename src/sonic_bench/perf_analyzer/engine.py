@@ -34,6 +34,8 @@ from sonic_bench.triton.client import EncodedBatches, Endpoint
 from sonic_bench.triton.stats import StatsReader
 
 UNSTABLE = "Failed to obtain stable measurement"
+POLLER_CRASH = "epoll_wait error"
+POLLER_RETRIES = 1
 
 
 def find_binary() -> Path:
@@ -165,6 +167,23 @@ def command(
     return args
 
 
+def _run(args, limit: float, level: Level, signature: ModelSignature, shared_memory: bool):
+    # Its regions are named after the tensors, not after us; if it dies (killed, out of
+    # memory) or the harness does, what it left in /dev/shm is removed all the same.
+    guard = LeftoversGuard(shared_memory_leftovers(signature)) if shared_memory else None
+    try:
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=limit, preexec_fn=_die_with_parent
+        )
+    except subprocess.TimeoutExpired:
+        raise SonicBenchError(
+            f"{level.label}: perf_analyzer did not finish in {limit:.0f} s"
+        ) from None
+    finally:
+        if guard is not None:
+            guard.close()
+
+
 def _die_with_parent() -> None:
     """In the child: end when the harness ends, even by SIGKILL (Linux prctl)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -192,24 +211,18 @@ def measure_level(
     args = command(
         find_binary(), endpoint, model, level, batch_size, data, settings, report, signature
     )
-    before = stats.snapshot() if stats else None
-    cpu_before, started = _children_cpu_s(), time.time()
     limit = settings.window_s * settings.max_windows * 3 + 120
-    # Its regions are named after the tensors, not after us; if it dies (killed, out of
-    # memory) or the harness does, what it left in /dev/shm is removed all the same.
-    leftovers = shared_memory_leftovers(signature)
-    guard = LeftoversGuard(leftovers) if endpoint.shared_memory else None
-    try:
-        done = subprocess.run(
-            args, capture_output=True, text=True, timeout=limit, preexec_fn=_die_with_parent
-        )
-    except subprocess.TimeoutExpired:
-        raise SonicBenchError(
-            f"{level.label}: perf_analyzer did not finish in {limit:.0f} s"
-        ) from None
-    finally:
-        if guard is not None:
-            guard.close()
+    warnings: list[str] = []
+    for attempt in range(1 + POLLER_RETRIES):
+        before = stats.snapshot() if stats else None
+        cpu_before, started = _children_cpu_s(), time.time()
+        done = _run(args, limit, level, signature, endpoint.shared_memory)
+        crashed = POLLER_CRASH in done.stdout + done.stderr and done.returncode != 0
+        if not crashed or report.exists() or attempt == POLLER_RETRIES:
+            break
+        # Its gRPC client has been seen to die in its poller before any report (now and
+        # then, either model): measured again, from a fresh count of the server's statistics.
+        warnings.append(f"{level.label}: perf_analyzer crashed ({POLLER_CRASH}); measured again")
     ended = time.time()
     output = done.stdout + done.stderr
     lines = [line for line in output.splitlines() if "rror" in line] or output.splitlines()
@@ -219,7 +232,6 @@ def measure_level(
         raise SonicBenchError(f"{level.label}: perf_analyzer failed: {last_error}")
     stability = Stability.UNSTABLE if UNSTABLE in output else Stability.STABLE
     row = {"step": step, "concurrency": level.concurrency, "rate": level.rate}
-    warnings: list[str] = []
     if done.returncode != 0 and reported:
         # It has been seen to fail on its way out (gRPC's poller) after writing the report.
         warnings.append(

@@ -34,8 +34,7 @@ from sonic_bench.measure.records import RequestRecord
 from sonic_bench.measure.reference import InProcessReference
 from sonic_bench.measure.windows import Stability
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics, server_series_row
-from sonic_bench.model.emtrackmichel import model_bytes
-from sonic_bench.model.repository import MODEL_CALIBRATION, model_for
+from sonic_bench.model.repository import MODEL_CALIBRATION, NETWORKS, model_for, network_of
 from sonic_bench.perf_analyzer import engine as perf_analyzer
 from sonic_bench.perf_analyzer.engine import write_input_data
 from sonic_bench.process import owned_folder
@@ -350,13 +349,14 @@ def _sweep_one(
     stats = StatsReader(endpoint, config.model)
     reference = None
     if plan.reference_seconds:
-        if not requests.protodune:
+        network = network_of(server_info["model_config"])
+        if network is None:
             raise SonicBenchError(
-                f"--reference runs EmTrackMichelId in-process; {config.model} is fed "
-                f"{requests.input_data.describe()} data: drop --reference"
+                f"--reference runs the model in-process, and {config.model} is not one of "
+                f"sonic-bench's networks ({', '.join(NETWORKS)}): drop --reference"
             )
         hooks.progress("in-process reference: the model through onnxruntime, between levels")
-        reference = InProcessReference(model_bytes(), batches.arrays, plan.reference_seconds)
+        reference = InProcessReference(NETWORKS[network](), batches.batches, plan.reference_seconds)
     results: list[MeasuredLevel] = []
     tag = _tag(requests, signature.dynamic_batching)
     hooks.progress(
