@@ -182,13 +182,7 @@ class JobPlan:
         _check_job_settings(event_scale, other_full_s, preprocess_full_s)
         requests = max(1, round(event_patches / avg_batch * event_scale))
         fraction = requests * avg_batch / PATCHES_PER_EVENT
-        return cls(
-            other_full_s * fraction,
-            preprocess_full_s * fraction,
-            requests,
-            requests * avg_batch,
-            protocol,
-        )
+        return cls.reduced(requests, fraction, avg_batch, other_full_s, preprocess_full_s, protocol)
 
     @classmethod
     def planned_model(
@@ -207,6 +201,19 @@ class JobPlan:
             raise SonicBenchError(f"--requests-per-event {requests_per_event}: give 1 or more")
         requests = max(1, round(requests_per_event * event_scale))
         fraction = requests / requests_per_event
+        return cls.reduced(requests, fraction, avg_batch, other_full_s, preprocess_full_s, protocol)
+
+    @classmethod
+    def reduced(
+        cls,
+        requests: int,
+        fraction: float,
+        avg_batch: float,
+        other_full_s: float,
+        preprocess_full_s: float,
+        protocol: str | None,
+    ) -> JobPlan:
+        """`requests` of a full event, with `fraction` of its CPU work."""
         return cls(
             other_full_s * fraction,
             preprocess_full_s * fraction,

@@ -209,11 +209,6 @@ class EncodedBatches:
         self._expected: dict[bool, list[ExpectedOutputs]] = {}
         self._lock = threading.RLock()  # workers start together; build each once
 
-    @property
-    def arrays(self) -> list[np.ndarray]:
-        """The first input of every batch (a one-input model's whole request)."""
-        return [b.tensors[0] for b in self.batches]
-
     def wire(self) -> list[tuple[WireInput, ...]]:
         """Every batch's inputs as bytes on the wire, encoded once."""
         with self._lock:

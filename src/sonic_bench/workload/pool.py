@@ -3,7 +3,7 @@ never slows the load. Built from a workload file or simulated on the spot."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +50,6 @@ class BatchPool:
         picks = [by_size[i] for i in np.linspace(0, len(batches) - 1, n).round().astype(int)]
         order = np.random.default_rng(self.seed).permutation(len(picks))
         return [batches[picks[i]] for i in order]
-
-
-def uniform_batches(batches: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
-    """As many batches, each of exactly `size` patches taken in turn from `batches`'
-    patches, wrapping around: what perf_analyzer's `-b` sends from its input data, which
-    cannot vary the batch size from request to request."""
-    patches = np.concatenate(list(batches))
-    starts = np.arange(len(batches))[:, None] * size
-    return [patches[row] for row in (starts + np.arange(size)) % len(patches)]
 
 
 def simulated_pool(
