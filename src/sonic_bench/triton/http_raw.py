@@ -16,7 +16,7 @@ import functools
 import json
 import ssl as ssl_module
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sonic_bench.model.signature import WireInput
 from sonic_bench.triton.answers import ExpectedOutputs
@@ -118,9 +118,22 @@ class Answer:
     status: int
     headers: dict[bytes, bytes]
     body: bytes
+    # Verdicts by expectation: a small answer that repeats is this same object again
+    # (`RawHttpConnection._known`), judged once.
+    _verdicts: dict = field(default_factory=dict, compare=False, repr=False)
 
     def check(self, expected: ExpectedOutputs) -> None:
         """Raise HttpInferError unless Triton answered with every output asked for."""
+        verdict = self._verdicts.get(expected)
+        if verdict is None:
+            verdict = self._verdicts[expected] = self._judge(expected)
+        error, problem = verdict
+        if self.status != 200:
+            raise HttpInferError(error or f"HTTP {self.status}")
+        if problem is not None:
+            raise HttpInferError(problem)
+
+    def _judge(self, expected: ExpectedOutputs) -> tuple[str | None, str | None]:
         header_size = self.headers.get(HEADER_LENGTH)
         try:
             json_size = int(header_size) if header_size else len(self.body)
@@ -128,13 +141,7 @@ class Answer:
             raise HttpInferError(
                 "the answer's Inference-Header-Content-Length is not a number"
             ) from None
-        error, problem = _judged(
-            self.body[:json_size], len(self.body) - json_size, self.status, expected
-        )
-        if self.status != 200:
-            raise HttpInferError(error or f"HTTP {self.status}")
-        if problem is not None:
-            raise HttpInferError(problem)
+        return _judged(self.body[:json_size], len(self.body) - json_size, self.status, expected)
 
 
 @functools.lru_cache(maxsize=256)
