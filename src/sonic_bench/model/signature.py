@@ -126,12 +126,16 @@ class ModelSignature:
                 f"sample; drop --batch {batch} or give --batch 1"
             )
         if shared_memory:
-            for spec in self.outputs:
-                if spec.sample_bytes is None:
-                    raise SonicBenchError(
-                        f"output {spec.describe()}: its size is not known before the answer, "
-                        "so it cannot be placed in shared memory: drop --shared-memory"
-                    )
+            self.check_shared_memory()
+
+    def check_shared_memory(self) -> None:
+        """Every output's size must be known before the answer, to place it in a region."""
+        for spec in self.outputs:
+            if spec.sample_bytes is None:
+                raise SonicBenchError(
+                    f"output {spec.describe()}: its size is not known before the answer, "
+                    "so it cannot be placed in shared memory: drop --shared-memory"
+                )
 
 
 def _shaped(spec: TensorSpec, given: Sequence[int] | None) -> TensorSpec:

@@ -254,13 +254,9 @@ class EncodedBatches:
 
     def output_layout(self) -> list[tuple[str, int, type]]:
         """Each output's bytes per sample and numpy type, for a worker's output region."""
+        self.signature.check_shared_memory()
         layout = []
         for spec in self.signature.outputs:
-            if spec.sample_bytes is None:
-                raise SonicBenchError(
-                    f"output {spec.describe()}: its size is not known before the answer, "
-                    "so it cannot be placed in shared memory: drop --shared-memory"
-                )
             kind = np.uint16 if spec.datatype == "BF16" else NUMPY_TYPES[spec.datatype]
             layout.append((spec.name, spec.sample_bytes, kind))
         return layout
