@@ -94,9 +94,11 @@ def _sizes_of_setting(server, setting: str) -> set[int]:
 def test_workers_run_what_the_master_asked_for(calibration_server, tmp_path):
     server, port = calibration_server, free_port()
     before = _served(server)
+    # Each worker builds its workload (a simulated event) when the master's options come:
+    # seconds on a busy 2-core machine, which the first step must outlast.
     master = subprocess.Popen(
         _master(server, tmp_path, port, "--expect-workers", "2", "--staircase", "2,4",
-                "--step-seconds", "5"),
+                "--step-seconds", "10"),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     workers = [_worker(port), _worker(port)]
