@@ -33,7 +33,6 @@ class ExpectedOutputs:
                 size = spec.item_bytes * math.prod(shape)
             outputs.append((spec.name, spec.datatype, shape, size))
         self.outputs: tuple[Output, ...] = tuple(outputs)
-        self.names = tuple(o[0] for o in outputs)
 
     def problem(self, got: Sequence[Output]) -> str | None:
         """What is wrong with the outputs an answer holds; None when it is as asked."""

@@ -117,14 +117,13 @@ def make_batches(
     batches, start = [], 0
     for size in sizes:
         rows = (start + np.arange(size)) % count
-        tensors = tuple(_batch_of(signature, spec, column, rows) for spec, column in
-                        zip(signature.inputs, samples, strict=True))  # fmt: skip
+        tensors = tuple(_batch_of(signature, column, rows) for column in samples)
         batches.append(Batch(tensors, size))
         start += size
     return batches
 
 
-def _batch_of(signature: ModelSignature, spec: TensorSpec, column: np.ndarray, rows):
+def _batch_of(signature: ModelSignature, column: np.ndarray, rows):
     picked = column[rows]
     return picked if signature.batching else picked[0]
 

@@ -135,8 +135,6 @@ def plan_requests(
                 f"{data.describe()} data: give a batch size (--batch 32 or 8..64)"
             )
         sizes = BatchSizes.parse(text)
-        if not signature.batching:
-            sizes = BatchSizes(1, 1) if options.batch is None else sizes
         if data.source in ("random", "zero"):
             signature.check_sendable(sizes.high)  # variable inputs need --shape first
         made = make_batches(signature, data, sizes.draw(count, options.seed), options.seed)
