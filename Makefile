@@ -89,7 +89,7 @@ bench-standalone: setup
 
 # The CI smoke benchmark: repeated trials with the in-process reference, judged against
 # the committed baseline by the committed thresholds (exit 1 on a regression).
-SMOKE_SWEEP ?= --batch small --dynamic-batching off --concurrency 1,2 --repeat 5 --reference \
+SMOKE_SWEEP ?= --batch small --dynamic-batching off --concurrency 1,2 --trials 5 --percentiles 50 --reference \
 	--reference-seconds 1.5 --window 1 --warmup 0.5 --max-windows 4 --pool-batches 8 --metrics off
 bench-smoke: setup
 	rm -rf $(RESULTS)/smoke

@@ -69,9 +69,9 @@ def test_bad_thresholds_files_are_one_clear_error(tmp_path, text, message):
 def smoke(url: str, results: Path, batch: str = "small") -> Path:
     """The CI smoke measurement (shortened): repeated trials with the in-process reference."""
     arguments = (
-        f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 --repeat 5 "
-        "--reference --reference-seconds 1 --window 0.5 --warmup 0.3 --max-windows 3 "
-        f"--metrics off --pool-batches 4 --results {results}"
+        f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 --trials 5 "
+        "--percentiles 50 --reference --reference-seconds 1 --window 0.5 --warmup 0.3 "
+        f"--max-windows 5 --metrics off --pool-batches 4 --results {results}"
     )
     code = main(arguments.split())
     assert code == 0

@@ -55,6 +55,12 @@ def _assert_partial_with_counted_failures(tmp_path, capsys, code, reason):
     failed = [w for w in manifest["warnings"] if "requests failed" in w]
     assert failed and all(reason in w for w in failed), manifest["warnings"]
     assert sum(int(s["errors"]) for s in steps) > 0
+    # The verdict says it too: every level with a failed request is INVALID for that.
+    assert manifest["verdict"] == "INVALID" and "result: INVALID" in out
+    for step in steps:
+        if int(step["errors"]):
+            assert step["verdict"] == "INVALID" and "failed" in step["verdict_reasons"], step
+    assert any("failed" in r for r in manifest["verdict_reasons"])
     assert "errors" in out.splitlines()[2] and "status: partial" in out
     assert "FAILED" in err and "runs partial" in err
 

@@ -305,7 +305,7 @@ def test_a_model_that_does_not_batch_sends_one_sample_without_n():
 
 def test_predict_and_check_take_the_second_models_sweep(server, tmp_path, capsys):
     argv = _sweep(server.grpc_url, tmp_path, "--model", MODEL_JET_TAGGER, "--batch", "32",
-                  "--repeat", "4", "--reference", "--reference-seconds", "0.3")  # fmt: skip
+                  "--trials", "4", "--reference", "--reference-seconds", "0.3")  # fmt: skip
     assert main(argv) == 0
     folder, _ = _only_run(tmp_path)
     capsys.readouterr()

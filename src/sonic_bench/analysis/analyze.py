@@ -7,7 +7,7 @@ write_report(output / "report.md", ...)   # through write_outputs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sonic_bench.analysis.plots import module_time_plot, server_series_plot, throughput_plot
@@ -18,6 +18,7 @@ from sonic_bench.analysis.prediction import (
     matching_sweep,
     predict,
 )
+from sonic_bench.analysis.repeats import RepeatedConfiguration, repeated_configurations
 from sonic_bench.analysis.report import write_report
 from sonic_bench.analysis.runs import LoadedRun, SkippedRun, find_runs, load_run
 from sonic_bench.analysis.summary import (
@@ -40,6 +41,7 @@ class Analysis:
     sweeps: list[SweepSummary]
     loadgens: list[LoadgenSummary]
     skipped: list[str]  # runs that could not be analysed, with the reason
+    repeated: list[RepeatedConfiguration] = field(default_factory=list)
 
     @property
     def story(self) -> list[StoryRow]:
@@ -52,6 +54,7 @@ class Analysis:
         out: dict = {"runs": [to_json(s) for s in summaries], "skipped": self.skipped}
         if self.story:
             out["standalone"] = [vars(row) for row in self.story]
+        out["repeated"] = [r.as_json() for r in self.repeated]
         return out
 
 
@@ -80,7 +83,8 @@ def analyze(paths: list[Path]) -> Analysis:
             loadgens.append(summarize_loadgen(r, baselines, of_kind["sweep"]))
         except (SkippedRun, ValueError) as e:
             skipped.append(f"{r.folder}: {e}" if isinstance(e, ValueError) else str(e))
-    return Analysis(baselines, sweeps, loadgens, skipped)
+    repeated = repeated_configurations(of_kind["sweep"])
+    return Analysis(baselines, sweeps, loadgens, skipped, repeated)
 
 
 @dataclass(frozen=True)
@@ -170,5 +174,6 @@ def write_outputs(analysis: Analysis, output: Path, with_plots: bool = True):
         images,
         analysis.skipped,
         analysis.story,
+        analysis.repeated,
     )
     return report, images

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sonic_bench.analysis.summary import BaselineSummary, LoadgenSummary, StoryRow, SweepSummary
+from sonic_bench.analysis.repeats import RepeatedConfiguration, Spread
+from sonic_bench.analysis.summary import (
+    BaselineSummary,
+    LoadgenSummary,
+    StoryRow,
+    SweepSummary,
+    level_verdicts,
+)
 from sonic_bench.analysis.throughput import BudgetAnswer
 
 
@@ -22,9 +29,87 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def baseline_rows(b: BaselineSummary):
     return [
-        (int(r.threads), r.batch_size, r.inferences_per_s, r.seconds_per_55k)
+        (
+            int(r.threads),
+            int(r.processes),
+            r.batch_size,
+            r.inferences_per_s,
+            r.seconds_per_55k,
+            r.verdict if isinstance(r.verdict, str) else "-",
+        )
         for r in b.table.itertuples()
     ]
+
+
+def level_verdict_lines(s: SweepSummary) -> list[str]:
+    """Why each INVALID level is so; nothing for a VALID run."""
+    lines = []
+    for level in level_verdicts(s.run.steps):
+        if level["verdict"] in (None, "VALID"):
+            continue
+        load = level["concurrency"] if level["rate"] is None else f"{level['rate']:g}/s"
+        load = f"{load:g}" if isinstance(load, float) else load
+        lines.append(f"{s.run.run_id} load {load}: INVALID: {'; '.join(level['reasons'])}")
+    return lines
+
+
+REPEAT_HEADERS = (
+    "configuration",
+    "load",
+    "n",
+    "inf/s mean",
+    "95% t-interval",
+    "CV",
+    "p50 ms [95%]",
+    "p50 CV",
+)
+
+
+def _interval(spread: Spread | None) -> str:
+    if spread is None or spread.n < 2:
+        return "-"
+    return (
+        f"[{spread.low:,.0f}, {spread.high:,.0f}]"
+        if abs(spread.mean) >= 100
+        else (f"[{spread.low:.3g}, {spread.high:.3g}]")
+    )
+
+
+def _cv(spread: Spread | None) -> str:
+    return "-" if spread is None or spread.cv is None else f"{spread.cv:.1%}"
+
+
+def repeat_rows(repeated: list[RepeatedConfiguration]):
+    rows = []
+    for config in repeated:
+        for i, level in enumerate(config.levels):
+            x = level.metrics.get("inferences_per_s")
+            p50 = level.metrics.get("latency_ms_p50")
+            rows.append(
+                (
+                    config.label if i == 0 else "",
+                    f"{level.load:g}",
+                    x.n if x else 0,
+                    x.mean if x else None,
+                    _interval(x),
+                    _cv(x),
+                    f"{p50.mean:.3g} {_interval(p50)}" if p50 else "-",
+                    _cv(p50),
+                )
+            )
+    return rows
+
+
+def repeat_lines(repeated: list[RepeatedConfiguration]) -> list[str]:
+    lines = []
+    for config in repeated:
+        sat = config.saturated
+        if sat is not None and sat.n >= 2:
+            lines.append(
+                f"{config.label}: saturated throughput {sat.mean:,.0f} inf/s, 95% t-interval "
+                f"{_interval(sat)}, CV {_cv(sat)} over {sat.n} runs"
+            )
+    return lines
 
 
 def budget_line(answer: BudgetAnswer) -> str:
@@ -53,6 +138,7 @@ def sweep_rows(sweeps: list[SweepSummary]):
                 sat.at_concurrency if sat else None,
                 sat.knee_concurrency if sat else None,
                 s.baseline_ratio,
+                s.verdict.text if s.verdict else "-",
             )
         )
     return rows
@@ -64,7 +150,7 @@ STORY_HEADERS = (
     "saturation inf/s",
     "at",
     "knee",
-    "/ in-process",
+    "/ CPU-only best",
     "executed batch",
     "stable",
 )
@@ -259,7 +345,8 @@ SWEEP_HEADERS = (
     "max inf/s",
     "at concurrency",
     "knee (95%)",
-    "/ in-process",
+    "/ CPU-only best",
+    "verdict",
 )
 LOADGEN_HEADERS = (
     "run",
@@ -272,7 +359,7 @@ LOADGEN_HEADERS = (
     "module speedup",
     "total speedup",
 )
-BASELINE_HEADERS = ("threads", "batch", "inf/s", "s per 55k patches")
+BASELINE_HEADERS = ("threads", "processes", "batch", "inf/s", "s per 55k patches", "verdict")
 
 
 def write_report(
@@ -283,6 +370,7 @@ def write_report(
     images: dict[str, Path],
     skipped: list[str],
     story: list[StoryRow] | None = None,
+    repeated: list[RepeatedConfiguration] | None = None,
 ) -> Path:
     parts = ["# sonic-bench analysis", ""]
     if story:
@@ -307,6 +395,21 @@ def write_report(
             parts += [f"![throughput and latency]({images['throughput'].name})", ""]
         notes = [f"- {s.run.run_id}: {note}" for s in sweeps for note in sweep_notes(s)]
         parts += [*notes, ""] if notes else []
+        invalid = [f"- {line}" for s in sweeps for line in level_verdict_lines(s)]
+        if invalid:
+            parts += ["### INVALID levels", "", *invalid, ""]
+    if repeated:
+        parts += [
+            "## Repeated sweeps",
+            "",
+            "Each level over every run (and trial) of its configuration: the mean, its 95% "
+            "t-interval and the coefficient of variation.",
+            "",
+            _table(REPEAT_HEADERS, repeat_rows(repeated)),
+            "",
+            *(f"- {line}" for line in repeat_lines(repeated)),
+            "",
+        ]
     if loadgens:
         parts += [
             "## Grid jobs against the server (latency model fit)",

@@ -26,6 +26,8 @@ from sonic_bench.analysis.throughput import (
     saturation,
     within_budget,
 )
+from sonic_bench.measure.verdict import Verdict
+from sonic_bench.model.repository import EMTRACKMICHEL, network_of
 from sonic_bench.results.machine import differences
 from sonic_bench.results.schema import Manifest
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
@@ -39,20 +41,39 @@ class Speedup:
     baseline_run: str
 
 
+SAME_SETTING = 0.10  # baseline rows this close in average batch are one batch setting
+
+
 @dataclass(frozen=True)
 class BaselineSummary:
     run_id: str
-    table: pd.DataFrame  # threads, batch_size, inferences_per_s, seconds_per_55k
+    table: pd.DataFrame  # threads, processes, batch_size, inferences_per_s, seconds_per_55k
     manifest: Manifest | None = None
 
-    def inferences_per_s(self, threads: int | None, batch: float) -> float | None:
-        rows = self.table if threads is None else self.table[self.table.threads == threads]
-        if threads is None:
-            rows = rows[rows.threads == rows.threads.max()]
+    def best(self, batch: float) -> pd.Series | None:
+        """The machine's CPU-only reference at the batch nearest `batch`: the fastest
+        layout (threads x processes) measured there."""
+        rows = self._at(self.table, batch)
+        return None if rows.empty else rows.loc[rows.inferences_per_s.idxmax()]
+
+    @staticmethod
+    def _at(rows: pd.DataFrame, batch: float) -> pd.DataFrame:
+        """The rows of the batch setting nearest `batch`: the layouts' averages of one
+        setting differ by a few percent (each process starts on another batch)."""
         if rows.empty:
-            return None
-        best = rows.iloc[(rows.batch_size - batch).abs().argsort()[:1]]
-        return float(best.inferences_per_s.iloc[0])
+            return rows
+        nearest = rows.batch_size.iloc[(rows.batch_size - batch).abs().argmin()]
+        return rows[(rows.batch_size - nearest).abs() <= SAME_SETTING * nearest]
+
+    def inferences_per_s(self, threads: int | None, batch: float) -> float | None:
+        """One process of `threads` threads (1: a single grid job), or with None the
+        best layout, at the batch nearest `batch`."""
+        if threads is None:
+            best = self.best(batch)
+            return None if best is None else float(best.inferences_per_s)
+        one = self.table[(self.table.threads == threads) & (self.table.processes == 1)]
+        rows = self._at(one, batch)
+        return None if rows.empty else float(rows.inferences_per_s.iloc[0])
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,12 @@ class SweepSummary:
         db = "db on" if m.server.dynamic_batching else "db off"
         shm = ", shm" if m.load.shared_memory else ""
         return f"{m.server.model} batch {m.workload.avg_batch_size:.0f}, {db}{shm}"
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The run's verdict as written; None for a run from before verdicts."""
+        m = self.run.manifest
+        return None if m.verdict is None else Verdict(tuple(m.verdict_reasons))
 
 
 @dataclass(frozen=True)
@@ -179,11 +206,15 @@ def measured_knee(users: np.ndarray, module_s: np.ndarray) -> float | None:
 
 def summarize_baseline(run: LoadedRun) -> BaselineSummary:
     steps = run.steps
+    processes = pd.to_numeric(steps.get("processes"), errors="coerce")
     table = pd.DataFrame(
         {
             "threads": steps.concurrency.astype(int),
+            # Runs before layouts measured one process at a time.
+            "processes": processes.fillna(1).astype(int) if processes is not None else 1,
             "batch_size": steps.batch_size.astype(float),
             "inferences_per_s": steps.inferences_per_s.astype(float),
+            "verdict": steps.get("verdict"),
         }
     )
     table["seconds_per_55k"] = PATCHES_PER_EVENT / table.inferences_per_s
@@ -195,11 +226,56 @@ def summarize_sweep(run: LoadedRun, baselines: list[BaselineSummary]) -> SweepSu
     sat = saturation(list(closed.concurrency), list(closed.inferences_per_s))
     ratio = None
     warnings = list(run.notes)
-    if sat and baselines:
-        reference = baselines[-1].inferences_per_s(None, run.manifest.workload.avg_batch_size)
-        ratio = sat.max_inferences_per_s / reference if reference else None
-        warnings += set_up_differences(run, baselines[-1])
+    if sat and baselines and runs_the_baselines_network(run.manifest):
+        baseline = baselines[-1]
+        best = baseline.best(run.manifest.workload.avg_batch_size)
+        if best is not None and best.inferences_per_s > 0:
+            ratio = sat.max_inferences_per_s / float(best.inferences_per_s)
+            warnings += unfair_reference_warnings(run, baseline, best, ratio)
+        warnings += set_up_differences(run, baseline)
     return SweepSummary(run, sat, ratio, tuple(warnings), _budget(run, closed))
+
+
+# Served / CPU-only above this says more about the reference than about the server: a
+# server on the same CPU runs the same onnxruntime, so it can at best match the
+# machine's best CPU-only layout.
+FAIR_RATIO = 1.05
+
+
+def runs_the_baselines_network(manifest: Manifest) -> bool:
+    """The baseline runs EmTrackMichelId for real: a sweep of another network, or of the
+    zero-compute calibration model, has nothing to be compared with there."""
+    config = manifest.server.model_config
+    if ((config.get("parameters") or {}).get("compute") or {}).get("string_value") == "zeros":
+        return False
+    return network_of(config) in (None, EMTRACKMICHEL)
+
+
+def unfair_reference_warnings(
+    run: LoadedRun, baseline: BaselineSummary, best: pd.Series, ratio: float
+) -> list[str]:
+    if ratio <= FAIR_RATIO:
+        return []
+    why = [
+        f"its best layout measured was {int(best.threads)} thread(s) x "
+        f"{int(best.processes)} process(es), {best.inferences_per_s:,.0f} inf/s"
+    ]
+    if best.get("verdict") not in (None, "VALID") and best.get("verdict") == best.get("verdict"):
+        why.append(f"that level is {best.verdict}")
+    layouts = {
+        (int(t), int(p))
+        for t, p in zip(baseline.table.threads, baseline.table.processes, strict=True)
+    }
+    cores = run.manifest.machine.cores
+    missing = [f"{t}x{p}" for t, p in ((1, cores), (cores, 1)) if (t, p) not in layouts]
+    if missing:
+        why.append(f"layouts not measured: {', '.join(missing)} (--layouts)")
+    if baseline.manifest is not None and baseline.manifest.machine != run.manifest.machine:
+        why.append("it ran on another machine")
+    return [
+        f"served / CPU-only {ratio:.2f} at batch ~{run.manifest.workload.avg_batch_size:.0f} is "
+        f"above {FAIR_RATIO}: the reference ({baseline.run_id}) may be unfair: " + "; ".join(why)
+    ]
 
 
 def _budget(run: LoadedRun, closed: pd.DataFrame) -> BudgetAnswer | None:
@@ -344,7 +420,14 @@ def to_json(summary) -> dict:
     run = summary.run if hasattr(summary, "run") else None
     if isinstance(summary, BaselineSummary):
         levels = summary.table.to_dict(orient="records")
-        return {"run_id": summary.run_id, "kind": "baseline", "levels": levels}
+        m = summary.manifest
+        return {
+            "run_id": summary.run_id,
+            "kind": "baseline",
+            "levels": levels,
+            "verdict": m.verdict if m else None,
+            "verdict_reasons": list(m.verdict_reasons) if m else [],
+        }
     out = {"run_id": run.run_id, "kind": run.kind, "status": run.status}
     if isinstance(summary, SweepSummary):
         sat = summary.saturation
@@ -357,6 +440,9 @@ def to_json(summary) -> dict:
         if summary.budget is not None:
             out["latency_budget"] = vars(summary.budget)
         out["warnings"] = list(summary.warnings)
+        out["verdict"] = summary.verdict.text if summary.verdict else None
+        out["verdict_reasons"] = list(summary.verdict.reasons) if summary.verdict else []
+        out["levels"] = level_verdicts(run.steps)
     if isinstance(summary, LoadgenSummary):
         r = summary.saturation
         out["saturation"] = {
@@ -379,6 +465,24 @@ def to_json(summary) -> dict:
             out["prediction"]["measured_against_curve"] = summary.curve_check()
         out["warnings"] = list(summary.warnings)
     return out
+
+
+def level_verdicts(steps: pd.DataFrame) -> list[dict]:
+    """Each level's load, verdict, reasons and bounded percentiles, as steps.csv has them."""
+
+    def text(value) -> str | None:
+        return None if value is None or value != value else str(value)
+
+    return [
+        {
+            "concurrency": _finite(row.get("concurrency")),
+            "rate": _finite(row.get("rate")),
+            "verdict": text(row.get("verdict")),
+            "reasons": [r for r in (text(row.get("verdict_reasons")) or "").split("; ") if r],
+            "bounded_percentiles": (text(row.get("bounded_percentiles")) or "").split(),
+        }
+        for row in steps.to_dict(orient="records")
+    ]
 
 
 def prediction_json(p: Prediction, curve: CurvePrediction | None = None) -> dict:

@@ -11,6 +11,7 @@ from sonic_bench.cli import (
     analyze_cmd,
     baseline_cmd,
     check_cmd,
+    compare_cmd,
     export_cmd,
     model_cmd,
     predict_cmd,
@@ -29,6 +30,7 @@ COMMANDS = (
     analyze_cmd,
     predict_cmd,
     check_cmd,
+    compare_cmd,
     export_cmd,
 )
 

@@ -13,14 +13,18 @@ from sonic_bench.analysis.report import (
     LEVEL_HEADERS,
     LOADGEN_HEADERS,
     PREDICTION_HEADERS,
+    REPEAT_HEADERS,
     STORY_HEADERS,
     SWEEP_HEADERS,
     baseline_rows,
     budget_line,
     level_rows,
+    level_verdict_lines,
     loadgen_rows,
     prediction_inputs,
     prediction_rows,
+    repeat_lines,
+    repeat_rows,
     story_rows,
     story_text,
     sweep_rows,
@@ -68,6 +72,13 @@ def _print(analysis: Analysis) -> None:
                 print(f"{s.run.run_id}: {budget_line(s.budget)}")
             for note in s.warnings:
                 print(f"warning: {s.run.run_id}: {note}")
+            for line in level_verdict_lines(s):
+                print(line)
+    if analysis.repeated:
+        print("\nrepeated sweeps (mean, 95% t-interval, coefficient of variation):")
+        print_table(REPEAT_HEADERS, repeat_rows(analysis.repeated))
+        for line in repeat_lines(analysis.repeated):
+            print(line)
     if loadgens:
         print("\ngrid jobs (module time per event against users, paper's latency model):")
         print_table(LOADGEN_HEADERS, loadgen_rows(loadgens))

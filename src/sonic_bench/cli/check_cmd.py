@@ -36,6 +36,12 @@ def register(commands) -> None:
         help="judge runs or baselines that are not complete (failed requests, a shared "
         "server) instead of refusing them",
     )
+    parser.add_argument(
+        "--allow-invalid",
+        action="store_true",
+        help="judge runs or baselines with INVALID levels (too few answers for a "
+        "percentile, not stable, too short) instead of refusing them",
+    )
     parser.set_defaults(run=run)
 
 
@@ -61,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
             if not args.allow_partial:
                 raise CannotCompare(f"{why}: judge complete runs only, or give --allow-partial")
             progress(f"warning: judging anyway (--allow-partial): {why}")
+        if (why := samples.invalid()) is not None:
+            if not args.allow_invalid:
+                raise CannotCompare(f"{why}: judge VALID runs only, or give --allow-invalid")
+            progress(f"warning: judging anyway (--allow-invalid): {why}")
     differences = mismatch(current, baseline)
     if differences:
         raise CannotCompare("cannot compare, the runs differ in " + "; ".join(differences))

@@ -67,6 +67,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], file=N
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if value != value:  # NaN
             return "-"

@@ -10,6 +10,7 @@ from sonic_bench.cli.metrics_options import add_metrics_options, metrics_options
 from sonic_bench.cli.serve_cmd import add_server_options, server_config
 from sonic_bench.cli.sweep_output import print_summary, show_window
 from sonic_bench.measure.level import LevelHooks, MeasurementSettings
+from sonic_bench.measure.verdict import DEFAULT_PERCENTILES, parse_percentiles
 from sonic_bench.measure.windows import StabilityRule
 from sonic_bench.runs.options import add_target_options, target_options
 from sonic_bench.runs.sweep import (
@@ -79,7 +80,23 @@ def register(commands) -> None:
         default="avg",
         help="latency that must agree too: average (perf_analyzer's default) or p99",
     )
-    measure.add_argument("--repeat", type=int, default=1, help="trials of every level")
+    measure.add_argument(
+        "--trials", type=int, default=1, help="passes over the levels inside each run"
+    )
+    measure.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="whole sweeps, every configuration each time (a run folder each): analyze "
+        "gives each level's mean, 95%% t-interval and coefficient of variation across them",
+    )
+    measure.add_argument(
+        "--percentiles",
+        default=",".join(map(str, DEFAULT_PERCENTILES)),
+        help="latency percentiles reported and judged (50,90,95,99): one from too few "
+        "answers is its early-stopping bound and makes the level INVALID",
+    )
     measure.add_argument(
         "--reference",
         action="store_true",
@@ -122,7 +139,9 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
             window_requests=args.window_requests,
             busy_poll_us=args.busy_poll,
         ),
+        trials=args.trials,
         repeat=args.repeat,
+        percentiles=parse_percentiles(args.percentiles),
         reference_seconds=args.reference_seconds if args.reference else None,
         seed=options.seed,
         pool_batches=args.pool_batches,

@@ -18,30 +18,57 @@ def show_window(level: Level, window: WindowStats, stability: Stability) -> None
     )
 
 
+def _shown_percentiles(results) -> list[int]:
+    """p50 and the highest percentile the run reports."""
+    reported = [
+        p for p in (50, 90, 95, 99) if any(_number(r.row.get(f"latency_ms_p{p}")) for r in results)
+    ]
+    return sorted({reported[0], reported[-1]}) if reported else [50]
+
+
+def _number(value) -> bool:
+    return value is not None and value == value
+
+
+def _latency(row: dict, p: int, bounded: bool) -> object:
+    value = row.get(f"latency_ms_p{p}")
+    if not _number(value):
+        return float("nan")
+    return f"<={value:,.1f}" if bounded else float(value)
+
+
 def print_summary(sweep: SweepRun) -> None:
     config, results = sweep.configuration, sweep.results
     print(f"\n{config.model}, {sweep.tag} (average batch {sweep.average_batch:,.0f}):")
     open_loop = any(r.level.rate is not None for r in results)
     nan = float("nan")
     rows = []
+    shown = _shown_percentiles(results)
     for r in results:
         row = r.row
+        bounded = str(row.get("bounded_percentiles") or "").split()
         cells = [
             r.level.concurrency if r.level.rate is None else f"{r.level.rate:g}/s",
             row.get("inferences_per_s", nan),
-            row.get("latency_ms_p50", nan),
-            row.get("latency_ms_p99", nan),
+            *(_latency(row, p, f"p{p}" in bounded) for p in shown),
             (row.get("server_queue_us") or nan) / 1000,
             (row.get("server_compute_infer_us") or nan) / 1000,
             row.get("server_batch_avg") or nan,
             int(row.get("errors") or 0),
             "yes" if r.stability is Stability.STABLE else "NO",
+            row.get("verdict") or "-",
         ]
         rows.append([*cells, row.get("send_lag_ms", nan)] if open_loop else cells)
-    headers = ["load", "inf/s", "p50 ms", "p99 ms", "queue ms", "compute ms", "exec batch"]
-    headers += ["errors"]
-    headers += ["stable", "send lag ms"] if open_loop else ["stable"]
+    headers = ["load", "inf/s", *(f"p{p} ms" for p in shown)]
+    headers += ["queue ms", "compute ms", "exec batch", "errors", "stable", "verdict"]
+    headers += ["send lag ms"] if open_loop else []
     print_table(headers, rows)
+    if any(r.row.get("bounded_percentiles") for r in results):
+        print("<= : too few answers for that percentile: its 95% early-stopping upper bound")
+    verdict = sweep.verdict
+    print(f"result: {verdict.text}")
+    for reason in verdict.reasons:
+        print(f"  {reason}")
     closed = [r for r in results if r.level.rate is None]
     throughputs = [r.row.get("inferences_per_s", nan) for r in closed]
     sat = saturation([r.level.concurrency for r in closed], throughputs)

@@ -55,6 +55,16 @@ class RunSamples:
         reasons = "; ".join(warnings[-3:]) if warnings else "no reason recorded"
         return f"{self.source} is {self.status or 'of unknown status'} ({reasons})"
 
+    def invalid(self) -> str | None:
+        """Why this run's levels are not VALID (measure/verdict.py), or None: VALID, or a
+        run written before verdicts."""
+        manifest = self.manifest or {}
+        if manifest.get("verdict") in (None, "VALID"):
+            return None
+        reasons = manifest.get("verdict_reasons") or []
+        more = f"; {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        return f"{self.source} is INVALID ({'; '.join(reasons[:3]) or 'no reason recorded'}{more})"
+
     @property
     def reference(self) -> float | None:
         """The run's in-process reference: the median over all its trials. One trial's

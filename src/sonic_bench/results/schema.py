@@ -47,6 +47,10 @@ STEP_COLUMNS = (
     "trial",  # repeated measurement of the same level (sweep --repeat)
     "reference_inferences_per_s",  # in-process throughput measured just before the level
     "send_lag_ms",  # open loop: how late sends left against their schedule, on average
+    "verdict",  # VALID or INVALID (measure/verdict.py)
+    "verdict_reasons",  # why not VALID, "; "-separated
+    "bounded_percentiles",  # percentiles reported as their early-stopping bound, e.g. "p99"
+    "processes",  # baseline: processes side by side (concurrency: threads of each)
 )
 
 
@@ -201,6 +205,10 @@ class Manifest:
     ended_at: str | None = None
     warnings: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    # VALID when every level is (measure/verdict.py), with every level's reasons; None in
+    # runs written before verdicts, and in Locust runs, whose steps are not judged.
+    verdict: str | None = None
+    verdict_reasons: tuple[str, ...] = ()
 
     def finished(self, status: RunStatus, warnings: tuple[str, ...] = ()) -> Manifest:
         return replace(

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from sonic_bench.analysis.throughput import BudgetAnswer, within_budget
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import (
@@ -32,6 +34,13 @@ from sonic_bench.measure.level import (
 from sonic_bench.measure.load import ensure_descriptors
 from sonic_bench.measure.records import RequestRecord
 from sonic_bench.measure.reference import InProcessReference
+from sonic_bench.measure.verdict import (
+    DEFAULT_PERCENTILES,
+    LevelEvidence,
+    Verdict,
+    judge_row,
+    run_verdict,
+)
 from sonic_bench.measure.windows import Stability
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics, server_series_row
 from sonic_bench.model.repository import MODEL_CALIBRATION, NETWORKS, model_for, network_of
@@ -46,13 +55,14 @@ from sonic_bench.results.schema import (
     served_model,
 )
 from sonic_bench.results.store import ResultsUnwritable, RunWriter, check_writable
-from sonic_bench.runs.progress import JobProgress
+from sonic_bench.runs.progress import JobProgress, LevelTiming, PlannedLevel
 from sonic_bench.runs.search import LatencyBudgetSearch
 from sonic_bench.runs.target import Target, reach
 from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
 from sonic_bench.triton.http_raw import slow_body_warning
 from sonic_bench.triton.stats import StatsReader
-from sonic_bench.workload.inputs import InputData
+from sonic_bench.workload.batching import NAMED_SETTINGS
+from sonic_bench.workload.inputs import BatchSizes, InputData
 from sonic_bench.workload.plan import InputOptions, RequestSet, check_batch_text, plan_requests
 from sonic_bench.workload.pool import BatchPool, simulated_pool
 
@@ -113,7 +123,8 @@ class SweepPlan:
     configurations: tuple[Configuration, ...]
     levels: tuple[Level, ...]
     settings: MeasurementSettings = field(default_factory=MeasurementSettings)
-    repeat: int = 1  # trials of every level
+    trials: int = 1  # passes over the levels inside each run (one run folder)
+    repeat: int = 1  # whole sweeps, every configuration each time: run folders of their own
     reference_seconds: float | None = None  # in-process reference before each level
     seed: int = 1234
     pool_batches: int = 24  # distinct batches replayed
@@ -126,6 +137,7 @@ class SweepPlan:
     # Every request of the average batch size, as perf_analyzer sends: a like-for-like
     # cross-check of the two engines (perf_analyzer cannot send the realistic mix).
     uniform_batches: bool = False
+    percentiles: tuple[int, ...] = DEFAULT_PERCENTILES  # the latency percentiles reported
 
     @property
     def sends_uniform_batches(self) -> bool:
@@ -133,8 +145,10 @@ class SweepPlan:
 
     def __post_init__(self) -> None:
         check_label(self.label)
+        if self.trials < 1:
+            raise SonicBenchError(f"--trials {self.trials}: give at least 1")
         if self.repeat < 1:
-            raise SonicBenchError("--repeat must be at least 1")
+            raise SonicBenchError(f"--repeat {self.repeat}: give at least 1")
         if self.pool_batches < 1:
             raise SonicBenchError(f"--pool-batches {self.pool_batches}: give at least 1")
         if self.seed < 0:
@@ -150,8 +164,10 @@ class SweepPlan:
         if self.latency_budget_ms is not None:
             if any(level.rate is not None for level in self.levels):
                 raise SonicBenchError("--latency-budget searches concurrency: drop --rate")
-            if self.repeat > 1:
-                raise SonicBenchError("--latency-budget measures each level once: drop --repeat")
+            if self.trials > 1:
+                raise SonicBenchError("--latency-budget measures each level once: drop --trials")
+            if 99 not in self.percentiles:
+                raise SonicBenchError("--latency-budget judges the p99: add 99 to --percentiles")
             self.search()  # validates the budget
 
     def inputs(self, config: Configuration) -> InputOptions:
@@ -163,17 +179,38 @@ class SweepPlan:
         counts = [level.concurrency for level in self.levels]
         return LatencyBudgetSearch(self.latency_budget_ms, min(counts), max(counts))
 
-    @property
-    def levels_per_configuration(self) -> int:
+    def planned_levels(self) -> list[PlannedLevel]:
+        """Every level of the job, for the estimate of the time left."""
         search = self.search()
-        return search.most_steps if search else len(self.levels) * self.repeat
+        planned = []
+        for run, (_, config) in enumerate(self.runs()):
+            hint = _batch_hint(config.batch)
+            if search is not None:
+                middle = (search.low + search.high) / 2
+                planned += [PlannedLevel(run, hint, middle) for _ in range(search.most_steps)]
+                continue
+            planned += [
+                PlannedLevel(run, hint, lv.concurrency, lv.rate)
+                for _ in range(self.trials)
+                for lv in self.levels
+            ]
+        return planned
+
+    def timing(self) -> LevelTiming:
+        s = self.settings
+        return LevelTiming(s.warmup_s, s.window_s, s.window_requests, s.rule.windows)
+
+    def runs(self) -> list[tuple[int, Configuration]]:
+        """(repetition, configuration) in the order they run: every configuration once,
+        then again, so that a machine's drift spreads over all of them alike."""
+        return [(r, c) for r in range(self.repeat) for c in self.configurations]
 
     def schedule(self, measured: Sequence[MeasuredLevel]) -> Iterator[tuple[int, Level]]:
         """(trial, level) pairs to measure; a budget search chooses each from the p99 of
         the levels in `measured` (a list the caller appends to as it goes)."""
         search = self.search()
         if search is None:
-            yield from ((t, level) for t in range(self.repeat) for level in self.levels)
+            yield from ((t, level) for t in range(self.trials) for level in self.levels)
             return
         while True:
             p99 = {int(m.level.concurrency): _p99(m) for m in measured}
@@ -181,6 +218,16 @@ class SweepPlan:
             if concurrency is None:
                 return
             yield 0, Level(concurrency=concurrency)
+
+
+def _batch_hint(batch: str | None) -> float:
+    """A configuration's batch size before its requests are built."""
+    if batch is None:
+        return 1.0
+    if batch.strip() in NAMED_SETTINGS:
+        return float(NAMED_SETTINGS[batch.strip()])
+    sizes = BatchSizes.parse(batch)
+    return (sizes.low + sizes.high) / 2
 
 
 def _p99(measured: MeasuredLevel) -> float:
@@ -215,6 +262,29 @@ class MeasuredLevel:
             result.shared_server,
         )
 
+    def answered_latencies(self) -> np.ndarray | None:
+        """The measured span's answered latencies; None from an engine that reports
+        aggregates only."""
+        if not self.records:
+            return None if self.row.get("requests") else np.empty(0)
+        start, end = self.span
+        return np.array(
+            [r.latency_ms for r in self.records if r.ok and start <= r.t_recv < end], float
+        )
+
+    def judged(self, settings: MeasurementSettings, percentiles: Sequence[int]) -> dict:
+        """The row with its verdict (measure/verdict.py)."""
+        evidence = LevelEvidence(
+            duration_s=self.span[1] - self.span[0],
+            min_duration_s=settings.window_s * settings.rule.windows,
+            answers=int(self.row.get("requests") or 0),
+            errors=int(self.row.get("errors") or 0),
+            stable=self.stability is Stability.STABLE,
+            failure=self.failure,
+            shared_server=self.shared_server,
+        )
+        return judge_row(self.row, self.answered_latencies(), evidence, percentiles)
+
     @property
     def clean(self) -> bool:
         """Every request answered, nobody else's on the server: a level a complete run
@@ -245,6 +315,16 @@ class SweepRun:
     def errors(self) -> int:
         return sum(int(r.row.get("errors") or 0) for r in self.results)
 
+    @property
+    def verdict(self) -> Verdict:
+        return levels_verdict(self.results)
+
+
+def levels_verdict(results: Sequence[MeasuredLevel]) -> Verdict:
+    return run_verdict(
+        [(r.level.label, r.row.get("verdict"), r.row.get("verdict_reasons")) for r in results]
+    )
+
 
 def run_sweep(
     plan: SweepPlan,
@@ -271,17 +351,19 @@ def run_sweep(
                 pools[setting] = simulated_pool(setting, seed=plan.seed)
             return pools[setting]
 
-        progress = JobProgress(len(plan.configurations) * plan.levels_per_configuration)
-        for config in plan.configurations:
+        progress = JobProgress(plan.planned_levels(), plan.timing())
+        for repetition, config in plan.runs():
+            if plan.repeat > 1:
+                hooks.progress(f"sweep {repetition + 1} of {plan.repeat}")
             info = check_server(reached.endpoint, config.model)
             requests = plan_requests(
                 info["signature"], plan.inputs(config), plan.pool_batches, pool_for
             )
-            runs.append(
-                _sweep_one(
-                    plan, reached.endpoint, config, info, requests, recording, hooks, progress
-                )
-            )
+            run = _sweep_one(
+                plan, reached.endpoint, config, info, requests, recording, hooks, progress,
+                repetition,
+            )  # fmt: skip
+            runs.append(run)
     return runs
 
 
@@ -305,11 +387,13 @@ def _manifest(
     requests: RequestSet,
     server_info: dict,
     tag: str,
+    repetition: int,
 ) -> Manifest:
     open_loop = plan.levels[0].rate is not None
+    repeated = f"-r{repetition + 1}" if plan.repeat > 1 else ""
     return new_manifest(
         "sweep",
-        f"{plan.label}-{tag}",
+        f"{plan.label}-{tag}{repeated}",
         server=served_model(endpoint.url, endpoint.protocol, config.model, server_info),
         workload=workload_info(requests, plan.sends_uniform_batches),
         load=LoadInfo(
@@ -317,13 +401,16 @@ def _manifest(
             levels=tuple(lv.rate if open_loop else lv.concurrency for lv in plan.levels),
             step_seconds=plan.settings.window_s,
             shared_memory=endpoint.shared_memory,
-            parameters=_load_parameters(plan, endpoint),
+            parameters=_load_parameters(plan, endpoint, repetition),
         ),
     )
 
 
-def _load_parameters(plan: SweepPlan, endpoint: Endpoint) -> dict:
+def _load_parameters(plan: SweepPlan, endpoint: Endpoint, repetition: int) -> dict:
     parameters: dict = target_parameters(endpoint)
+    parameters["percentiles"] = list(plan.percentiles)
+    if plan.repeat > 1:
+        parameters |= {"repetition": repetition + 1, "repetitions": plan.repeat}
     if plan.latency_budget_ms is not None:
         parameters |= {"latency_budget_ms": plan.latency_budget_ms, "search": "binary"}
     if plan.settings.busy_poll_us:
@@ -340,11 +427,13 @@ def _sweep_one(
     metrics: RunMetrics,
     hooks: LevelHooks,
     progress: JobProgress,
+    repetition: int = 0,
 ) -> SweepRun:
     sent = _sent(plan, requests, endpoint)
     signature = sent.signature
     signature.check_sendable(max(b.size for b in sent.batches), endpoint.shared_memory)
     average = requests.average if not plan.sends_uniform_batches else sent.average
+    progress.run_begins(average)
     batches = EncodedBatches(sent.batches, signature)
     stats = StatsReader(endpoint, config.model)
     reference = None
@@ -366,7 +455,7 @@ def _sweep_one(
         + (", every request that size" if plan.sends_uniform_batches else "")
         + (", one batch replayed" if len(sent.batches) == 1 else "")
     )
-    manifest = _manifest(plan, endpoint, config, sent, server_info, tag)
+    manifest = _manifest(plan, endpoint, config, sent, server_info, tag, repetition)
     with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
         owned.enter_context(batches)  # its shared-memory regions, if any, go at the end
         writer.update(metrics=metrics.info())
@@ -396,12 +485,13 @@ def _sweep_one(
         started = time.time()
         try:
             for step, (trial, level) in enumerate(plan.schedule(results)):
+                progress.level_begins()
                 hooks.progress(progress.line(f"{tag} {level.label}"))
                 row: dict = {"trial": trial}
                 if reference is not None:
                     row["reference_inferences_per_s"] = reference.measure()
                 measured = measure(step, level)
-                row.update(measured.row)
+                row.update(measured.judged(plan.settings, plan.percentiles))
                 row.update(server_series_row(metrics.level(config.model, *measured.span)))
                 writer.append_step(row)
                 records = sorted(measured.records, key=lambda r: r.t_send)
@@ -417,7 +507,7 @@ def _sweep_one(
                     else:  # failed requests, a level cut short, another client: not complete
                         writer.degrade(message)
                 results.append(replace(measured, row=row))
-                progress.finished_one()
+                progress.finished_one(row.get("inferences_per_s"))
                 if measured.failure is not None:
                     raise LevelFailed(f"{tag} {level.label}: {measured.failure}")
             budget = _budget_answer(plan, results)
@@ -429,6 +519,10 @@ def _sweep_one(
             # When the run already fails (a full disk, say), its own error is the one told.
             failing = sys.exception() is not None
             with contextlib.suppress(ResultsUnwritable) if failing else contextlib.nullcontext():
+                verdict = levels_verdict(results)
+                if not results:
+                    verdict = Verdict(("no level measured",))
+                writer.update(verdict=verdict.text, verdict_reasons=verdict.reasons)
                 metrics.record(writer, started, time.time(), answered)
     return SweepRun(
         config, tag, writer.folder, average, tuple(results), budget, writer.manifest.status
