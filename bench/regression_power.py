@@ -34,7 +34,7 @@ from sonic_bench.runs.target import Target
 
 THRESHOLDS = ROOT / "bench" / "thresholds.toml"
 # make bench-smoke's measurement (SMOKE_SWEEP in the Makefile)
-SMOKE = MeasurementSettings(window_s=1.0, warmup_s=0.5, max_windows=4)
+SMOKE = MeasurementSettings(window_s=1.0, warmup_s=0.5, max_windows=8)
 BUSY = "while True: pass"
 
 

@@ -71,7 +71,7 @@ def smoke(url: str, results: Path, batch: str = "small") -> Path:
     arguments = (
         f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 --trials 5 "
         "--percentiles 50 --reference --reference-seconds 1 --window 0.5 --warmup 0.3 "
-        f"--max-windows 5 --metrics off --pool-batches 4 --results {results}"
+        f"--max-windows 8 --metrics off --pool-batches 4 --results {results}"
     )
     code = main(arguments.split())
     assert code == 0

@@ -401,7 +401,7 @@ def test_check_against_a_baseline_missing_fields_cannot_judge(tmp_path, capsys):
         ["sweep", "--url", "127.0.0.1:port"],
         ["sweep", "--url", "ftp://127.0.0.1:8001"],
         ["sweep", "--url", "http://127.0.0.1:8001/v2/models"],
-        ["baseline", "--duration", "inf"],
+        ["baseline", "--warmup", "inf"],
         ["baseline", "--label", "../x"],
         ["analyze", str(FIXTURES), "--output", str(ROOT / "pyproject.toml")],
     ],

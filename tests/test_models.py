@@ -305,7 +305,8 @@ def test_a_model_that_does_not_batch_sends_one_sample_without_n():
 
 def test_predict_and_check_take_the_second_models_sweep(server, tmp_path, capsys):
     argv = _sweep(server.grpc_url, tmp_path, "--model", MODEL_JET_TAGGER, "--batch", "32",
-                  "--trials", "4", "--reference", "--reference-seconds", "0.3")  # fmt: skip
+                  "--trials", "4", "--percentiles", "50", "--reference",
+                  "--reference-seconds", "0.3")  # fmt: skip
     assert main(argv) == 0
     folder, _ = _only_run(tmp_path)
     capsys.readouterr()
@@ -314,6 +315,7 @@ def test_predict_and_check_take_the_second_models_sweep(server, tmp_path, capsys
                  "--event-scale", "0.1", "--json"]) == 0  # fmt: skip
     planned = json.loads(capsys.readouterr().out)["inputs"]
     assert planned["requests_per_event"] == 10 and planned["patches_per_event"] == 320
-    assert main(["check", str(folder), "--baseline", str(folder)]) == 0
+    # the test's windows are too short to settle every level: judged anyway, as told
+    assert main(["check", str(folder), "--baseline", str(folder), "--allow-invalid"]) == 0
     verdicts = capsys.readouterr().out
     assert "inferences_per_s" in verdicts and "cannot judge" not in verdicts

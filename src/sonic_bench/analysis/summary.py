@@ -26,7 +26,7 @@ from sonic_bench.analysis.throughput import (
     saturation,
     within_budget,
 )
-from sonic_bench.measure.verdict import Verdict
+from sonic_bench.measure.verdict import Validity
 from sonic_bench.model.repository import EMTRACKMICHEL, network_of
 from sonic_bench.results.machine import differences
 from sonic_bench.results.schema import Manifest
@@ -92,10 +92,10 @@ class SweepSummary:
         return f"{m.server.model} batch {m.workload.avg_batch_size:.0f}, {db}{shm}"
 
     @property
-    def verdict(self) -> Verdict | None:
+    def verdict(self) -> Validity | None:
         """The run's verdict as written; None for a run from before verdicts."""
         m = self.run.manifest
-        return None if m.verdict is None else Verdict(tuple(m.verdict_reasons))
+        return None if m.verdict is None else Validity(tuple(m.verdict_reasons))
 
 
 @dataclass(frozen=True)

@@ -67,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
             if not args.allow_partial:
                 raise CannotCompare(f"{why}: judge complete runs only, or give --allow-partial")
             progress(f"warning: judging anyway (--allow-partial): {why}")
+    differences = mismatch(current, baseline)
+    if differences:
+        raise CannotCompare("cannot compare, the runs differ in " + "; ".join(differences))
+    for samples in (current, baseline):
         if (why := samples.invalid()) is not None:
             if not args.allow_invalid:
                 raise CannotCompare(f"{why}: judge VALID runs only, or give --allow-invalid")
             progress(f"warning: judging anyway (--allow-invalid): {why}")
-    differences = mismatch(current, baseline)
-    if differences:
-        raise CannotCompare("cannot compare, the runs differ in " + "; ".join(differences))
     for difference in current.set_up_differences(baseline):
         progress(f"warning: run and baseline differ in {difference}")
     verdicts = compare(current, baseline, thresholds)

@@ -74,7 +74,7 @@ def answers_for_a_bound(percentile: float, confidence: float = CONFIDENCE) -> in
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Validity:
     reasons: tuple[str, ...] = ()
 
     @property
@@ -140,7 +140,7 @@ def judge_row(
         else:
             reasons.append(f"{said}: reported as its {CONFIDENCE:.0%} early-stopping bound")
     out["bounded_percentiles"] = " ".join(bounded)
-    out.update(Verdict(tuple(reasons)).row())
+    out.update(Validity(tuple(reasons)).row())
     return out
 
 
@@ -161,10 +161,10 @@ def _evidence_reasons(e: LevelEvidence) -> list[str]:
     return reasons
 
 
-def run_verdict(levels: Sequence[tuple[str, str | None, str | None]]) -> Verdict:
+def run_verdict(levels: Sequence[tuple[str, str | None, str | None]]) -> Validity:
     """A run is VALID when all its levels are: (label, verdict, reasons) per level; a
     level without a verdict (a run written before verdicts) counts as not VALID."""
-    return Verdict(
+    return Validity(
         tuple(
             f"{label}: {why or 'no verdict recorded'}"
             for label, verdict, why in levels

@@ -18,7 +18,7 @@ from sonic_bench.measure.cpu_only import (
 )
 from sonic_bench.measure.level import LevelHooks, MeasurementSettings
 from sonic_bench.measure.stats import summarize_latencies
-from sonic_bench.measure.verdict import LevelEvidence, Verdict, judge_row, run_verdict
+from sonic_bench.measure.verdict import LevelEvidence, Validity, judge_row, run_verdict
 from sonic_bench.measure.windows import Stability
 from sonic_bench.model.emtrackmichel import DEFAULT_SEED as MODEL_SEED
 from sonic_bench.model.emtrackmichel import model_bytes
@@ -65,7 +65,7 @@ class BaselineRun:
     rows: tuple[dict, ...]
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> Validity:
         return run_verdict(
             [(_label(r), r.get("verdict"), r.get("verdict_reasons")) for r in self.rows]
         )

@@ -37,7 +37,7 @@ from sonic_bench.measure.reference import InProcessReference
 from sonic_bench.measure.verdict import (
     DEFAULT_PERCENTILES,
     LevelEvidence,
-    Verdict,
+    Validity,
     judge_row,
     run_verdict,
 )
@@ -316,13 +316,18 @@ class SweepRun:
         return sum(int(r.row.get("errors") or 0) for r in self.results)
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> Validity:
         return levels_verdict(self.results)
 
 
-def levels_verdict(results: Sequence[MeasuredLevel]) -> Verdict:
+def levels_verdict(results: Sequence[MeasuredLevel]) -> Validity:
+    trials = any(r.row.get("trial") for r in results)
+
+    def label(r: MeasuredLevel) -> str:
+        return f"{r.level.label}, trial {r.row['trial'] + 1}" if trials else r.level.label
+
     return run_verdict(
-        [(r.level.label, r.row.get("verdict"), r.row.get("verdict_reasons")) for r in results]
+        [(label(r), r.row.get("verdict"), r.row.get("verdict_reasons")) for r in results]
     )
 
 
@@ -521,7 +526,7 @@ def _sweep_one(
             with contextlib.suppress(ResultsUnwritable) if failing else contextlib.nullcontext():
                 verdict = levels_verdict(results)
                 if not results:
-                    verdict = Verdict(("no level measured",))
+                    verdict = Validity(("no level measured",))
                 writer.update(verdict=verdict.text, verdict_reasons=verdict.reasons)
                 metrics.record(writer, started, time.time(), answered)
     return SweepRun(
