@@ -262,6 +262,30 @@ def test_a_served_over_cpu_only_ratio_above_1_05_is_a_warning_that_says_why(tmp_
     assert not [w for w in fair.warnings if "may be unfair" in w]
 
 
+def _baseline_of(job: Path, rate: float) -> None:
+    manifest = new_manifest(
+        "baseline",
+        "baseline",
+        server=ServerInfo(None, "in-process", None, "EmTrackMichelId", "1"),
+        workload=WorkloadInfo(1, [2300], 1693.0, 55_000),
+        load=LoadInfo(mode="in-process", levels=(1.0,), step_seconds=2.0),
+    )
+    with RunWriter(job, manifest) as writer:
+        writer.append_step(
+            {"step": 0, "concurrency": 1, "processes": 2, "batch_size": 1693.0,
+             "inferences_per_s": rate, "verdict": "VALID"}
+        )  # fmt: skip
+
+
+def test_jobs_analysed_together_compare_each_sweep_with_its_own_jobs_baseline(tmp_path):
+    for job, rate in (("job1", 10_000.0), ("job2", 8_000.0)):
+        _baseline_of(tmp_path / job, rate)
+        sweep_run(tmp_path / job, 8000.0, 0.05)
+    analysis = analyze([tmp_path / "job1", tmp_path / "job2"])
+    ratios = {s.run.folder.parent.name: s.baseline_ratio for s in analysis.sweeps}
+    assert ratios == {"job1": pytest.approx(0.8), "job2": pytest.approx(1.0)}
+
+
 def test_sigkill_of_the_harness_during_the_baseline_leaves_no_worker(tmp_path):
     command = [*SONIC, "baseline", "--batch", "small", "--layouts", "1x2", "--window", "5",
                "--max-windows", "20", "--results", str(tmp_path)]  # fmt: skip

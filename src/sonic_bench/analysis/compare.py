@@ -213,6 +213,17 @@ def _ratio(label, load, metric, a: LevelSamples, b: LevelSamples, rng) -> Ratio 
     return Ratio(label, load, metric, va, vb, vb / va, float(low), float(high), kind)
 
 
+def _compared_metrics(a: LoadedRun, b: LoadedRun) -> list[str]:
+    """Throughput, and the percentiles both runs report (`--percentiles`; all in runs
+    from before it): one a run left out had too few answers to stand."""
+
+    def reported(run: LoadedRun) -> set[str]:
+        chosen = run.manifest.load.parameters.get("percentiles")
+        return {m for m in METRICS if chosen is None or m.endswith(tuple(f"p{p}" for p in chosen))}
+
+    return [m for m in METRICS if m == "inferences_per_s" or m in reported(a) & reported(b)]
+
+
 def _provenance(a: LoadedRun, b: LoadedRun) -> list[str]:
     found = differences(a.manifest, b.manifest)
     config_a = json.dumps(a.manifest.server.model_config, sort_keys=True)
@@ -240,8 +251,9 @@ def compare_runs(a_path: Path, b_path: Path) -> Comparison:
         runs_a, runs_b = group_a[key], group_b[key]
         label = configuration_label(runs_a[0].manifest)
         samples_a, samples_b = _level_samples(runs_a), _level_samples(runs_b)
+        metrics = _compared_metrics(runs_a[0], runs_b[0])
         for load in sorted(set(samples_a) & set(samples_b)):
-            for metric in METRICS:
+            for metric in metrics:
                 ratio = _ratio(label, load, metric, samples_a[load], samples_b[load], rng)
                 if ratio is not None:
                     ratios.append(ratio)

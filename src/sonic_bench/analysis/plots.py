@@ -59,18 +59,29 @@ def module_time_plot(summaries: list[LoadgenSummary], path: Path) -> Path:
     return path
 
 
+def _tail_percentile(summaries: list[SweepSummary]) -> str:
+    """The highest percentile every run reports (`--percentiles`): p99 by default."""
+    for p in ("p99", "p95", "p90"):
+        column = f"latency_ms_{p}"
+        if all(
+            pd.to_numeric(s.run.steps[column], errors="coerce").notna().any() for s in summaries
+        ):
+            return p
+    return "p50"
+
+
 def throughput_plot(summaries: list[SweepSummary], path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    tail = _tail_percentile(summaries)
     for i, summary in enumerate(summaries):
         steps = summary.run.steps.dropna(subset=["concurrency"])
         left.plot(
             steps.concurrency, steps.inferences_per_s, "o-", color=f"C{i}", label=summary.label
         )
-        right.plot(steps.inferences_per_s, steps.latency_ms_p99, "o-", color=f"C{i}")
+        tail_ms = steps[f"latency_ms_{tail}"]
+        right.plot(steps.inferences_per_s, tail_ms, "o-", color=f"C{i}")
         right.plot(steps.inferences_per_s, steps.latency_ms_p50, "x:", color=f"C{i}")
-        for c, x, y in zip(
-            steps.concurrency, steps.inferences_per_s, steps.latency_ms_p99, strict=True
-        ):
+        for c, x, y in zip(steps.concurrency, steps.inferences_per_s, tail_ms, strict=True):
             right.annotate(f"{c:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         if summary.saturation:
             left.axvline(summary.saturation.knee_concurrency, color=f"C{i}", alpha=0.3, ls="--")
@@ -82,7 +93,7 @@ def throughput_plot(summaries: list[SweepSummary], path: Path) -> Path:
     left.legend(fontsize=8)
     right.set_yscale("log")
     right.set_xlabel("inferences / s")
-    right.set_ylabel("latency (ms): p99 solid, p50 dotted")
+    right.set_ylabel(f"latency (ms): {tail} solid, p50 dotted")
     right.set_title("Latency against throughput (labels: concurrency)")
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)

@@ -153,6 +153,7 @@ STORY_HEADERS = (
     "/ CPU-only best",
     "executed batch",
     "stable",
+    "VALID",
 )
 
 
@@ -167,6 +168,7 @@ def story_rows(story: list[StoryRow]):
             r.ratio_to_in_process,
             r.executed_batch,
             r.stable_levels,
+            r.valid_levels,
         )
         for r in story
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ class BaselineSummary:
     run_id: str
     table: pd.DataFrame  # threads, processes, batch_size, inferences_per_s, seconds_per_55k
     manifest: Manifest | None = None
+    folder: Path | None = None
 
     def best(self, batch: float) -> pd.Series | None:
         """The machine's CPU-only reference at the batch nearest `batch`: the fastest
@@ -218,7 +220,7 @@ def summarize_baseline(run: LoadedRun) -> BaselineSummary:
         }
     )
     table["seconds_per_55k"] = PATCHES_PER_EVENT / table.inferences_per_s
-    return BaselineSummary(run.run_id, table, run.manifest)
+    return BaselineSummary(run.run_id, table, run.manifest, run.folder)
 
 
 def summarize_sweep(run: LoadedRun, baselines: list[BaselineSummary]) -> SweepSummary:
@@ -227,13 +229,31 @@ def summarize_sweep(run: LoadedRun, baselines: list[BaselineSummary]) -> SweepSu
     ratio = None
     warnings = list(run.notes)
     if sat and baselines and runs_the_baselines_network(run.manifest):
-        baseline = baselines[-1]
+        baseline = nearest_baseline(run, baselines)
         best = baseline.best(run.manifest.workload.avg_batch_size)
         if best is not None and best.inferences_per_s > 0:
             ratio = sat.max_inferences_per_s / float(best.inferences_per_s)
             warnings += unfair_reference_warnings(run, baseline, best, ratio)
         warnings += set_up_differences(run, baseline)
     return SweepSummary(run, sat, ratio, tuple(warnings), _budget(run, closed))
+
+
+def nearest_baseline(run: LoadedRun, baselines: list[BaselineSummary]) -> BaselineSummary:
+    """The run's own job's baseline (the same folder of runs) when several jobs are
+    analysed together, else the one measured closest in time to it: the machine of an
+    hour ago is not the machine now."""
+
+    def distance(b: BaselineSummary) -> tuple[bool, float]:
+        other_job = b.folder is None or b.folder.parent != run.folder.parent
+        if b.manifest is None:
+            return other_job, math.inf
+        return other_job, abs(_unix(b.manifest.started_at) - _unix(run.manifest.started_at))
+
+    return min(reversed(baselines), key=distance)
+
+
+def _unix(text: str) -> float:
+    return pd.Timestamp(text).timestamp()
 
 
 # Served / CPU-only above this says more about the reference than about the server: a
@@ -529,6 +549,14 @@ class StoryRow:
     ratio_to_in_process: float | None
     executed_batch: float  # Triton's mean executed batch at saturation
     stable_levels: str  # e.g. "4/4"
+    valid_levels: str = "-"  # VALID levels of all, e.g. "4/4"; "-" before verdicts
+
+
+def _valid_levels(steps: pd.DataFrame) -> str:
+    verdicts = steps.get("verdict")
+    if verdicts is None or verdicts.isna().all():
+        return "-"
+    return f"{int((verdicts == 'VALID').sum())}/{len(steps)}"
 
 
 def standalone_story(sweeps: list[SweepSummary]) -> list[StoryRow]:
@@ -552,6 +580,7 @@ def standalone_story(sweeps: list[SweepSummary]) -> list[StoryRow]:
                 ratio_to_in_process=s.baseline_ratio,
                 executed_batch=float(at.server_batch_avg.iloc[0]) if len(at) else math.nan,
                 stable_levels=f"{int(stable.sum())}/{len(steps)}",
+                valid_levels=_valid_levels(steps),
             )
         )
     return sorted(rows, key=lambda r: (r.batch_setting, not r.dynamic_batching))
