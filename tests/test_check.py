@@ -66,12 +66,12 @@ def test_bad_thresholds_files_are_one_clear_error(tmp_path, text, message):
         load_thresholds(path)
 
 
-def smoke(url: str, results: Path, batch: str = "small") -> Path:
+def smoke(url: str, results: Path, batch: str = "small", trials: int = 5) -> Path:
     """The CI smoke measurement (shortened): repeated trials with the in-process reference."""
     arguments = (
-        f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 --trials 5 "
-        "--percentiles 50 --reference --reference-seconds 1 --window 0.5 --warmup 0.3 "
-        f"--max-windows 8 --metrics off --pool-batches 4 --results {results}"
+        f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 "
+        f"--trials {trials} --percentiles 50 --reference --reference-seconds 1 --window 0.5 "
+        f"--warmup 0.3 --max-windows 8 --metrics off --pool-batches 4 --results {results}"
     )
     code = main(arguments.split())
     assert code == 0
@@ -114,7 +114,7 @@ def test_missing_baseline_cannot_compare(baseline_run, tmp_path, capsys):
 
 
 def test_mismatched_batch_cannot_compare(server, baseline_run, tmp_path, capsys):
-    other = smoke(server.grpc_url, tmp_path, batch="large")
+    other = smoke(server.grpc_url, tmp_path, batch="large", trials=1)  # what it is decides
     capsys.readouterr()
     assert check(other, baseline_run) == 2
     err = capsys.readouterr().err

@@ -53,38 +53,49 @@ def level_verdict_lines(s: SweepSummary) -> list[str]:
     return lines
 
 
-REPEAT_HEADERS = (
-    "configuration",
-    "load",
-    "n",
-    "inf/s mean",
-    "95% t-interval",
-    "CV",
-    "p50 ms [95%]",
-    "p50 CV",
-)
+def repeat_headers(repeated: list[RepeatedConfiguration]) -> tuple[str, ...]:
+    percentiles = _repeated_percentiles(repeated)
+    return (
+        "configuration",
+        "load",
+        "n",
+        "inf/s mean",
+        "95% t-interval",
+        "CV",
+        *(f"{p} ms mean [95%] (CV)" for p in percentiles),
+    )
+
+
+def _repeated_percentiles(repeated: list[RepeatedConfiguration]) -> list[str]:
+    found = {m for c in repeated for lv in c.levels for m in lv.metrics}
+    return [p for p in ("p50", "p90", "p95", "p99") if f"latency_ms_{p}" in found]
 
 
 def _interval(spread: Spread | None) -> str:
     if spread is None or spread.n < 2:
         return "-"
-    return (
-        f"[{spread.low:,.0f}, {spread.high:,.0f}]"
-        if abs(spread.mean) >= 100
-        else (f"[{spread.low:.3g}, {spread.high:.3g}]")
-    )
+    if abs(spread.mean) >= 100:
+        return f"[{spread.low:,.0f}, {spread.high:,.0f}]"
+    return f"[{spread.low:.3g}, {spread.high:.3g}]"
 
 
 def _cv(spread: Spread | None) -> str:
     return "-" if spread is None or spread.cv is None else f"{spread.cv:.1%}"
 
 
+def _spread_cell(spread: Spread | None) -> str:
+    if spread is None:
+        return "-"
+    mean = f"{spread.mean:,.0f}" if abs(spread.mean) >= 100 else f"{spread.mean:.3g}"
+    return f"{mean} {_interval(spread)} ({_cv(spread)})"
+
+
 def repeat_rows(repeated: list[RepeatedConfiguration]):
+    percentiles = _repeated_percentiles(repeated)
     rows = []
     for config in repeated:
         for i, level in enumerate(config.levels):
             x = level.metrics.get("inferences_per_s")
-            p50 = level.metrics.get("latency_ms_p50")
             rows.append(
                 (
                     config.label if i == 0 else "",
@@ -93,8 +104,7 @@ def repeat_rows(repeated: list[RepeatedConfiguration]):
                     x.mean if x else None,
                     _interval(x),
                     _cv(x),
-                    f"{p50.mean:.3g} {_interval(p50)}" if p50 else "-",
-                    _cv(p50),
+                    *(_spread_cell(level.metrics.get(f"latency_ms_{p}")) for p in percentiles),
                 )
             )
     return rows
@@ -407,7 +417,7 @@ def write_report(
             "Each level over every run (and trial) of its configuration: the mean, its 95% "
             "t-interval and the coefficient of variation.",
             "",
-            _table(REPEAT_HEADERS, repeat_rows(repeated)),
+            _table(repeat_headers(repeated), repeat_rows(repeated)),
             "",
             *(f"- {line}" for line in repeat_lines(repeated)),
             "",

@@ -13,7 +13,6 @@ from sonic_bench.analysis.report import (
     LEVEL_HEADERS,
     LOADGEN_HEADERS,
     PREDICTION_HEADERS,
-    REPEAT_HEADERS,
     STORY_HEADERS,
     SWEEP_HEADERS,
     baseline_rows,
@@ -23,6 +22,7 @@ from sonic_bench.analysis.report import (
     loadgen_rows,
     prediction_inputs,
     prediction_rows,
+    repeat_headers,
     repeat_lines,
     repeat_rows,
     story_rows,
@@ -76,7 +76,7 @@ def _print(analysis: Analysis) -> None:
                 print(line)
     if analysis.repeated:
         print("\nrepeated sweeps (mean, 95% t-interval, coefficient of variation):")
-        print_table(REPEAT_HEADERS, repeat_rows(analysis.repeated))
+        print_table(repeat_headers(analysis.repeated), repeat_rows(analysis.repeated))
         for line in repeat_lines(analysis.repeated):
             print(line)
     if loadgens:
