@@ -79,7 +79,7 @@ baseline: setup
 # window alike and each level can settle (with 24 answers, batch ~1693 with dynamic
 # batching at concurrency 4 swung +-14% in average latency from window to window). Three
 # windows of 50 hold the 139 answers a p90 needs (measure/verdict.py); a p99 would need
-# 1,522, hours at batch ~1693 on a CPU, so the main job reports p50 and p90.
+# 1,522, ~5 minutes a level at batch ~1693 on this CPU, so the main job reports p50 and p90.
 # REPEAT whole sweeps: one sweep takes ~6 minutes on a 2-core machine and the baseline
 # ~1.5, so one keeps the job under 10 minutes; REPEAT=3 gives every level a t-interval.
 STAMP := $(shell date -u +%Y%m%dT%H%M%SZ)

@@ -38,6 +38,10 @@ class StaircaseShape(LoadTestShape):
             if parsed.run_time and recording and self.get_run_time() >= parsed.run_time:
                 return None
             return parsed.num_users or 1, parsed.spawn_rate or SPAWN_RATE
+        if state.recorder is None:
+            # The workload is still being built (seconds): the staircase's clock starts
+            # with the recording, so until then it is at its first step, never past its end.
+            return staircase.target(0.0), SPAWN_RATE
         elapsed = self.get_run_time()
         users = staircase.target(elapsed)
         if users is not None:
