@@ -200,17 +200,31 @@ def test_layouts_parse_with_n_for_the_cores_and_refuse_nonsense():
 FAST = MeasurementSettings(window_s=0.5, warmup_s=0.5, max_windows=6)
 
 
-def _write_baseline(folder: Path, results, settings) -> Path:
-    manifest = new_manifest(
+def _baseline_manifest(setting: int, average: float):
+    return new_manifest(
         "baseline",
         "baseline",
         server=ServerInfo(None, "in-process", None, "EmTrackMichelId", "1"),
-        workload=WorkloadInfo(1, [256], 242.0, 55_000),
-        load=LoadInfo(mode="in-process", levels=(1.0,), step_seconds=settings.window_s),
+        workload=WorkloadInfo(1, [setting], average, 55_000),
+        load=LoadInfo(mode="in-process", levels=(1.0,), step_seconds=2.0),
     )
-    with RunWriter(folder, manifest) as writer:
+
+
+def _write_baseline(folder: Path, results, settings) -> Path:
+    with RunWriter(folder, _baseline_manifest(256, 242.0)) as writer:
         for i, result in enumerate(results):
             writer.append_step(baseline_row(i, result, settings, (50,)))
+    return writer.folder
+
+
+def _baseline_of(job: Path, layouts: list[tuple[int, int, float]]) -> Path:
+    """A baseline at batch ~1,693 of (threads, processes, inf/s) layouts."""
+    with RunWriter(job, _baseline_manifest(2300, 1693.0)) as writer:
+        for step, (threads, processes, rate) in enumerate(layouts):
+            writer.append_step(
+                {"step": step, "concurrency": threads, "processes": processes,
+                 "batch_size": 1693.0, "inferences_per_s": rate, "verdict": "VALID"}
+            )  # fmt: skip
     return writer.folder
 
 
@@ -236,50 +250,21 @@ def test_the_reference_is_the_fastest_layout_when_one_is_planted_slower(patches,
 
 def test_a_served_over_cpu_only_ratio_above_1_05_is_a_warning_that_says_why(tmp_path):
     sweep_folder = sweep_run(tmp_path / "jobs", 8000.0, 0.05)  # batch ~1,693
-    manifest = new_manifest(
-        "baseline",
-        "baseline",
-        server=ServerInfo(None, "in-process", None, "EmTrackMichelId", "1"),
-        workload=WorkloadInfo(1, [256], 242.0, 55_000),
-        load=LoadInfo(mode="in-process", levels=(1.0,), step_seconds=2.0),
-    )
-    with RunWriter(tmp_path / "jobs", manifest) as writer:
-        for step, (threads, processes, rate) in enumerate([(1, 1, 4000.0), (2, 1, 6000.0)]):
-            writer.append_step(
-                {"step": step, "concurrency": threads, "processes": processes,
-                 "batch_size": 1693.0, "inferences_per_s": rate, "verdict": "VALID"}
-            )  # fmt: skip
-    baseline = summarize_baseline(load_run(writer.folder))
+    folder = _baseline_of(tmp_path / "jobs", [(1, 1, 4000.0), (2, 1, 6000.0)])
+    baseline = summarize_baseline(load_run(folder))
     summary = summarize_sweep(load_run(sweep_folder), [baseline])
     assert summary.baseline_ratio == pytest.approx(8000 / 6000)
     (warning,) = [w for w in summary.warnings if "may be unfair" in w]
     assert "served / CPU-only 1.33 at batch ~1693 is above 1.05" in warning
     assert "2 thread(s) x 1 process(es), 6,000 inf/s" in warning
     assert "it ran on another machine" in warning
-    fair = summarize_sweep(
-        load_run(sweep_run(tmp_path / "fair", 6100.0, 0.05, avg_batch=242.0)), [baseline]
-    )
+    fair = summarize_sweep(load_run(sweep_run(tmp_path / "fair", 6100.0, 0.05)), [baseline])
     assert not [w for w in fair.warnings if "may be unfair" in w]
-
-
-def _baseline_of(job: Path, rate: float) -> None:
-    manifest = new_manifest(
-        "baseline",
-        "baseline",
-        server=ServerInfo(None, "in-process", None, "EmTrackMichelId", "1"),
-        workload=WorkloadInfo(1, [2300], 1693.0, 55_000),
-        load=LoadInfo(mode="in-process", levels=(1.0,), step_seconds=2.0),
-    )
-    with RunWriter(job, manifest) as writer:
-        writer.append_step(
-            {"step": 0, "concurrency": 1, "processes": 2, "batch_size": 1693.0,
-             "inferences_per_s": rate, "verdict": "VALID"}
-        )  # fmt: skip
 
 
 def test_jobs_analysed_together_compare_each_sweep_with_its_own_jobs_baseline(tmp_path):
     for job, rate in (("job1", 10_000.0), ("job2", 8_000.0)):
-        _baseline_of(tmp_path / job, rate)
+        _baseline_of(tmp_path / job, [(1, 2, rate)])
         sweep_run(tmp_path / job, 8000.0, 0.05)
     analysis = analyze([tmp_path / "job1", tmp_path / "job2"])
     ratios = {s.run.folder.parent.name: s.baseline_ratio for s in analysis.sweeps}

@@ -168,8 +168,8 @@ def _bootstrap_answers(a: np.ndarray, b: np.ndarray, q: float, rng) -> np.ndarra
     return np.concatenate(out)
 
 
-def _figure(blocks: Sequence[Block], metric: str) -> float:
-    """A throughput from blocks (inferences over their seconds)."""
+def _throughput(blocks: Sequence[Block]) -> float:
+    """Inferences over the blocks' seconds."""
     return sum(b.inferences for b in blocks) / sum(b.seconds for b in blocks)
 
 
@@ -198,7 +198,7 @@ def _ratio(label, load, metric, a: LevelSamples, b: LevelSamples, rng) -> Ratio 
         ratios, kind = _bootstrap_runs(runs_a, runs_b, rng), "runs"
         va, vb = float(np.mean(runs_a)), float(np.mean(runs_b))
     elif metric == "inferences_per_s" and a.blocks and b.blocks:
-        va, vb = _figure(a.blocks, metric), _figure(b.blocks, metric)
+        va, vb = _throughput(a.blocks), _throughput(b.blocks)
         ratios, kind = _bootstrap_blocks(a.blocks, b.blocks, rng), "blocks"
     elif (la := _latencies(a.blocks)).size and (lb := _latencies(b.blocks)).size:
         q = _quantile(metric)

@@ -3,7 +3,6 @@ so that a slower or busier machine does not read as a slower server."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,6 @@ class InProcessReference:
     def __init__(self, model: Path | bytes, batches: Sequence[np.ndarray | Batch], seconds: float):
         self.batches = list(batches)
         self.seconds = seconds
-        self.threads = os.cpu_count() or 1
         self.session = open_session(model, 0)  # all cores, like the embedded server
 
     def measure(self) -> float:
