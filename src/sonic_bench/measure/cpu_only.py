@@ -29,8 +29,14 @@ import psutil
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.baseline import DEFAULT_SESSION_BATCH, batch_size, infer, open_session
-from sonic_bench.measure.level import LevelHooks, MeasurementSettings
-from sonic_bench.measure.windows import Stability, WindowStats, assess, window_stats
+from sonic_bench.measure.level import COUNT_POLL_S, LevelHooks, MeasurementSettings
+from sonic_bench.measure.windows import (
+    Stability,
+    WindowStats,
+    assess,
+    count_window_end,
+    window_stats,
+)
 from sonic_bench.model.signature import Batch
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
 
@@ -163,7 +169,7 @@ class _Answers:
 
     def since(self, start: float) -> np.ndarray:
         t = np.array(self.t)
-        return np.sort(t[t >= start])
+        return t[t >= start]
 
 
 def _wait_ready(source: mp.Queue, workers: Sequence[mp.Process], count: int) -> None:
@@ -246,15 +252,17 @@ def _stop(workers: Sequence[mp.Process], answers: mp.Queue) -> None:
 
 
 def _window_end(answers: _Answers, start: float, settings: MeasurementSettings, window_s: float):
+    """As a sweep's window ends (measure/level.py), on the workers' answers."""
     end = start + window_s
     answers.read_until(end)
-    needed = settings.window_requests
+    if not settings.window_requests:
+        return end
     limit = start + max(settings.max_window_s, window_s)
-    while needed and len(done := answers.since(start)) < needed and time.monotonic() < limit:
-        answers.read_until(min(limit, time.monotonic() + 0.05))
-    if needed and len(done := answers.since(start)) >= needed:
-        return max(end, float(done[needed - 1]) + 1e-6)
-    return max(end, time.monotonic()) if needed else end
+    while (done := count_window_end(answers.since(start), end, settings.window_requests)) is None:
+        if time.monotonic() >= limit:
+            return time.monotonic()
+        answers.read_until(min(limit, time.monotonic() + COUNT_POLL_S))
+    return done
 
 
 def _measure(answers, workers, layout, settings, on_window) -> CpuOnlyResult:

@@ -19,7 +19,14 @@ from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.load import ClosedLoop, LoadDriver, OpenLoop, wait_until
 from sonic_bench.measure.records import Clock, RequestRecord
 from sonic_bench.measure.stats import LatencySummary, summarize_latencies
-from sonic_bench.measure.windows import Stability, StabilityRule, WindowStats, assess, window_stats
+from sonic_bench.measure.windows import (
+    Stability,
+    StabilityRule,
+    WindowStats,
+    assess,
+    count_window_end,
+    window_stats,
+)
 from sonic_bench.results.schema import iso_utc
 from sonic_bench.triton.client import InferClient
 from sonic_bench.triton.stats import ModelStats, StatsReader
@@ -344,8 +351,8 @@ def _window_end(driver, start: float, end: float, settings: MeasurementSettings,
     while True:
         columns = driver.log.columns()
         answered = columns["t_recv"][columns["ok"] & (columns["t_recv"] >= start)]
-        if len(answered) >= needed:
-            return max(end, float(np.partition(answered, needed - 1)[needed - 1]) + 1e-6)
+        if (done := count_window_end(answered, end, needed)) is not None:
+            return done
         if clock.now() >= limit or driver.failure:
             return clock.now()
         time.sleep(COUNT_POLL_S)

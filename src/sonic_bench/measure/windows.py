@@ -77,6 +77,15 @@ def window_stats(
     )
 
 
+def count_window_end(answered: np.ndarray, end: float, needed: int) -> float | None:
+    """Where a count window ends (perf_analyzer's count_windows): just after its
+    `needed`-th answer (times of the answers since it began), not before `end`; None
+    while it holds fewer."""
+    if len(answered) < needed:
+        return None
+    return max(end, float(np.partition(answered, needed - 1)[needed - 1]) + 1e-6)
+
+
 def _agree(values: Sequence[float], tolerance: float) -> bool:
     mean = float(np.mean(values))
     if not np.isfinite(mean) or mean == 0:
