@@ -377,9 +377,9 @@ def test_repeat_runs_whole_sweeps_and_analyze_gives_intervals(repeated):
 
 @pytest.fixture(scope="module")
 def long_run(server, tmp_path_factory) -> Path:
-    """A sweep long enough (~2,000 answers a level) for the p99 to tell 30% apart."""
+    """A sweep long enough (~4,000 answers a level) for the p99 to tell 30% apart."""
     results = tmp_path_factory.mktemp("long")
-    argv = quick_sweep(server, results, "--concurrency", "1,2", "--window", "1")
+    argv = quick_sweep(server, results, "--concurrency", "1,2", "--window", "2")
     assert main(argv) == 0
     (folder,) = _runs(results)
     return folder
