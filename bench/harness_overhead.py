@@ -16,10 +16,11 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from common import Figures, embedded_server, interleaved
 
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.model.repository import MODEL_CALIBRATION
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 from sonic_bench.workload.batching import LARGE_BATCH_SETTING
 from sonic_bench.workload.pool import simulated_pool
 

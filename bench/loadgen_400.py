@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, Figures, embedded_server, interleaved
 
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.model.repository import MODEL_CALIBRATION
 from sonic_bench.results.store import read_run
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 from sonic_bench.workload.batching import SMALL_BATCH_SETTING
 from sonic_bench.workload.pool import simulated_pool
 

@@ -12,10 +12,10 @@ import numpy as np
 from common import Figures, embedded_server, interleaved
 from harness_overhead import harness
 
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
 from sonic_bench.model.repository import MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.process import free_port
-from sonic_bench.triton.client import Endpoint
 from sonic_bench.workload.batching import SMALL_BATCH_SETTING
 from sonic_bench.workload.pool import simulated_pool
 

@@ -18,10 +18,11 @@ from statistics import median
 
 from common import Figures, embedded_server, interleaved, rate
 
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.baseline import infer, open_session
 from sonic_bench.model.emtrackmichel import model_bytes
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 from sonic_bench.workload.batching import LARGE_BATCH_SETTING, SMALL_BATCH_SETTING
 from sonic_bench.workload.detector import PATCHES_PER_EVENT
 from sonic_bench.workload.pool import simulated_pool

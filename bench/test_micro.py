@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from sonic_bench.analysis.saturation_fit import analyse_saturation
+from sonic_bench.engine.client import EncodedBatches
 from sonic_bench.measure.windows import assess, window_stats
-from sonic_bench.triton.client import EncodedBatches
 from sonic_bench.workload.event import simulate_event
 from sonic_bench.workload.patches import cut_patches
 

@@ -24,10 +24,11 @@ from helpers import locust_command, quick_sweep, run_locust
 from hostile import HostileGrpc, HostileHttp, always, every
 
 from sonic_bench.cli import main
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model.emtrackmichel import INPUT_NAME
 from sonic_bench.model.repository import MODEL_CALIBRATION
-from sonic_bench.triton.client import AdminClient, Endpoint, check_server
+from sonic_bench.triton.client import AdminClient, check_server
 
 pytestmark = pytest.mark.server
 

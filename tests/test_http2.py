@@ -9,11 +9,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 
+from sonic_bench.engine.client import EncodedBatches, InferClient, InferError
+from sonic_bench.engine.endpoint import Endpoint
+from sonic_bench.engine.grpc_call import RawInferChannel, serialized_requests
+from sonic_bench.engine.http2 import DEFAULT_WINDOW
 from sonic_bench.model.emtrackmichel import INPUT_NAME, TRACK_EM_OUTPUT
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, InferError
-from sonic_bench.triton.grpc_raw import RawInferChannel, serialized_requests
-from sonic_bench.triton.http2 import DEFAULT_WINDOW
 
 OUTPUTS = (TRACK_EM_OUTPUT,)
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from helpers import server_config
 
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.metrics.collect import DirectSource, PrometheusSource, TimedSample
 from sonic_bench.metrics.exposition import parse
@@ -16,7 +18,6 @@ from sonic_bench.metrics.prometheus import PrometheusConfig, PrometheusServer
 from sonic_bench.metrics.summary import counter_increase, series_increase
 from sonic_bench.model.repository import MODEL_CALIBRATION, parameter, read_config
 from sonic_bench.process import free_port
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 from sonic_bench.triton.server import EmbeddedServer
 
 

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.metrics.exposition import parse
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
@@ -18,7 +20,6 @@ from sonic_bench.model.repository import (
     MODEL_NO_DYNAMIC_BATCHING,
 )
 from sonic_bench.process import free_port
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 from sonic_bench.triton.stats import StatsReader
 
 REQUEST_PATCHES = 16

@@ -14,6 +14,8 @@ from helpers import ROOT, locust_command, read_requests, run_locust, server_conf
 from hostile import HostileGrpc, HostileHttp, every
 
 from sonic_bench.cli import main
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_JET_TAGGER
@@ -28,7 +30,7 @@ from sonic_bench.model.signature import (
 )
 from sonic_bench.perf_analyzer.engine import find_binary
 from sonic_bench.results.store import read_run
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
+from sonic_bench.triton.client import check_server
 from sonic_bench.triton.server import EmbeddedServer
 from sonic_bench.workload.inputs import InputData, make_batches
 

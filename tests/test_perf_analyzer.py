@@ -13,6 +13,7 @@ import pytest
 from helpers import ROOT
 
 from sonic_bench.cli import main
+from sonic_bench.engine.client import EncodedBatches
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import MeasurementSettings
 from sonic_bench.measure.windows import StabilityRule
@@ -25,7 +26,6 @@ from sonic_bench.process import SHM_FOLDER
 from sonic_bench.results.store import read_run
 from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
 from sonic_bench.runs.target import Target
-from sonic_bench.triton.client import EncodedBatches
 
 FIXTURES = ROOT / "tests" / "fixtures" / "schema-v1"
 # Long enough windows for a real model that takes ~40 ms per small batch on this CPU.

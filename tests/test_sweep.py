@@ -15,11 +15,12 @@ import pytest
 from helpers import ROOT, quick_sweep, server_config
 
 from sonic_bench.cli import main
+from sonic_bench.engine.client import EncodedBatches, InferClient, InferError
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.results.store import REQUESTS, read_run
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, InferError
 from sonic_bench.triton.server import EmbeddedServer
 from sonic_bench.triton.stats import StatsReader
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.loadgen.options import LoadgenOptions
 from sonic_bench.loadgen.scale import EventPlan, plan_events, plan_model_events
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 from sonic_bench.workload.plan import RequestSet, plan_requests
 from sonic_bench.workload.pool import BatchPool, dataset_pool, simulated_pool
 

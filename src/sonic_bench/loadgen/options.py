@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.loadgen.staircase import Staircase
 from sonic_bench.model.repository import MODEL_DYNAMIC_BATCHING
@@ -22,7 +23,6 @@ from sonic_bench.runs.options import (
     add_target_options,
     target_options,
 )
-from sonic_bench.triton.client import Endpoint
 
 PAPER_STAIRCASE = "1,2,5,10,20,50,100,200,300,400"
 REDUCED_EVENT_SCALE = 0.02  # the CPU server saturates early; the stairs take ~13 minutes

@@ -16,8 +16,8 @@ from locust import User, constant
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_STOPPING
 
+from sonic_bench.engine.client import InferError
 from sonic_bench.loadgen.state import context_of
-from sonic_bench.triton.client import InferError
 
 _user_numbers = itertools.count()
 EVENT_STATS = "event"  # Locust statistics type of the per-event entries

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import psutil
 
+from sonic_bench.engine.client import InferClient
+from sonic_bench.engine.loop import ClosedLoop, LoadDriver, OpenLoop, wait_until
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.measure.load import ClosedLoop, LoadDriver, OpenLoop, wait_until
 from sonic_bench.measure.records import Clock, RequestRecord
 from sonic_bench.measure.stats import LatencySummary, summarize_latencies
 from sonic_bench.measure.windows import (
@@ -28,7 +29,6 @@ from sonic_bench.measure.windows import (
     window_stats,
 )
 from sonic_bench.results.schema import iso_utc
-from sonic_bench.triton.client import InferClient
 from sonic_bench.triton.stats import ModelStats, StatsReader
 
 STATS_SETTLE_S = 3.0  # Triton counts an execution just after answering it

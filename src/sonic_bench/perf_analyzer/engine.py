@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sonic_bench.engine.client import EncodedBatches
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import Level, MeasurementSettings
 from sonic_bench.measure.windows import Stability
@@ -30,7 +32,6 @@ from sonic_bench.model.signature import ModelSignature, TensorSpec, tensor_bytes
 from sonic_bench.perf_analyzer.report import read_passes, read_report, to_step, unstable_step
 from sonic_bench.process import SHM_FOLDER, Leftovers, LeftoversGuard
 from sonic_bench.results.schema import iso_utc
-from sonic_bench.triton.client import EncodedBatches, Endpoint
 from sonic_bench.triton.stats import StatsReader
 
 UNSTABLE = "Failed to obtain stable measurement"

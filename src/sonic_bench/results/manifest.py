@@ -16,7 +16,7 @@ from sonic_bench.results.schema import (
 )
 
 if TYPE_CHECKING:
-    from sonic_bench.triton.client import Endpoint
+    from sonic_bench.engine.endpoint import Endpoint
     from sonic_bench.workload.plan import RequestSet
 
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sonic_bench.errors import SonicBenchError
-from sonic_bench.model.signature import parse_shapes
-from sonic_bench.runs.target import normalize_url, parse_headers
-from sonic_bench.triton.client import (
+from sonic_bench.engine.endpoint import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
     Endpoint,
     Protocol,
     check_timeouts,
 )
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.model.signature import parse_shapes
+from sonic_bench.runs.target import normalize_url, parse_headers
 from sonic_bench.workload.event import DEFAULT_SEED
 from sonic_bench.workload.inputs import InputData
 from sonic_bench.workload.plan import InputOptions, check_batch_text

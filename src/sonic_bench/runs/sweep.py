@@ -23,6 +23,10 @@ from typing import Literal
 import numpy as np
 
 from sonic_bench.analysis.throughput import BudgetAnswer, within_budget
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
+from sonic_bench.engine.http1 import slow_body_warning
+from sonic_bench.engine.loop import ensure_descriptors
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import (
     Level,
@@ -31,7 +35,6 @@ from sonic_bench.measure.level import (
     MeasurementSettings,
     measure_level,
 )
-from sonic_bench.measure.load import ensure_descriptors
 from sonic_bench.measure.records import RequestRecord
 from sonic_bench.measure.reference import InProcessReference
 from sonic_bench.measure.verdict import (
@@ -58,8 +61,7 @@ from sonic_bench.results.store import ResultsUnwritable, RunWriter, check_writab
 from sonic_bench.runs.progress import JobProgress, LevelTiming, PlannedLevel
 from sonic_bench.runs.search import LatencyBudgetSearch
 from sonic_bench.runs.target import Target, reach
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient, check_server
-from sonic_bench.triton.http_raw import slow_body_warning
+from sonic_bench.triton.client import check_server
 from sonic_bench.triton.stats import StatsReader
 from sonic_bench.workload.batching import NAMED_SETTINGS
 from sonic_bench.workload.inputs import BatchSizes, InputData

@@ -6,15 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from sonic_bench.errors import SonicBenchError
-from sonic_bench.measure.level import LevelHooks
-from sonic_bench.triton.client import (
+from sonic_bench.engine.endpoint import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
     Endpoint,
     Protocol,
     check_timeouts,
 )
+from sonic_bench.errors import SonicBenchError
+from sonic_bench.measure.level import LevelHooks
 from sonic_bench.triton.server import EmbeddedServer, ServerConfig
 
 

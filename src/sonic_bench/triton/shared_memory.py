@@ -2,7 +2,7 @@
 
 perf_analyzer's `--shared-memory system` copies its input data into regions once, and
 each request only names a region and an offset; so does sonic-bench (its requests,
-built once per worker, go through the raw transports of `grpc_raw` and `http_raw`):
+built once per worker, go through the raw transports of `engine.grpc_call` and `engine.http1`):
 one region holds every batch the sweep replays, registered with the server once and
 shared read-only by all workers, and each worker has an output region of its own
 (answers must not overwrite each other). Rewriting 15 MB of patches before every request

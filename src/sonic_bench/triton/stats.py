@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sonic_bench.triton.client import Endpoint, ServerUnavailable, admin_client
+from sonic_bench.engine.endpoint import Endpoint
+from sonic_bench.triton.client import ServerUnavailable, admin_client
 
 _PHASES = ("success", "queue", "compute_input", "compute_infer", "compute_output")
 

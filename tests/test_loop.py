@@ -10,11 +10,12 @@ import threading
 import numpy as np
 import pytest
 
+from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.level import Level, LevelHooks, MeasurementSettings, measure_level
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.process import free_port
-from sonic_bench.triton.client import EncodedBatches, Endpoint, InferClient
 
 QUICK = MeasurementSettings(window_s=0.5, warmup_s=0.2, max_windows=3)
 

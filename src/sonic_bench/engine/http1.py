@@ -3,7 +3,7 @@
 tritonclient.http's `infer()` dumps the JSON header and joins it with the 15 MB binary
 input on every call, then sends through geventhttpclient; http.client would still build
 headers and parse the answer's through the `email` package on every call. On fast
-(transport-bound) work that Python is what a client measures. As on gRPC (`grpc_raw`),
+(transport-bound) work that Python is what a client measures. As on gRPC (`grpc_call`),
 every batch's request (HTTP head, JSON header, binary tensor: Triton's binary tensor
 extension) is built once, and each worker writes those bytes on a keep-alive socket of
 its own and reads the answer by its Content-Length, which Triton always sends for infer
@@ -18,10 +18,10 @@ import ssl as ssl_module
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sonic_bench.engine.answers import ExpectedOutputs
+from sonic_bench.engine.sockets import SMALL_ANSWER_BYTES, Connection, address_of, target_of
 from sonic_bench.model.signature import WireInput
-from sonic_bench.triton.answers import ExpectedOutputs
 from sonic_bench.triton.shared_memory import Placement
-from sonic_bench.triton.sockets import SMALL_ANSWER_BYTES, Connection, address_of, target_of
 
 HEADER_LENGTH = b"inference-header-content-length"
 MAX_HEAD_BYTES = 64 * 1024

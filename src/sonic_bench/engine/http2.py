@@ -25,7 +25,7 @@ from enum import IntEnum
 
 import hpack
 
-from sonic_bench.triton.sockets import Connection
+from sonic_bench.engine.sockets import Connection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_WINDOW = 2**31 - 1

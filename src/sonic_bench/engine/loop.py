@@ -24,9 +24,9 @@ from typing import Protocol
 
 import numpy as np
 
+from sonic_bench.engine.client import InferClient, InferError
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.records import Clock, RequestLog
-from sonic_bench.triton.client import InferClient, InferError
 
 ERROR_BACKOFF_S = 0.05  # a failing server is not hammered in a tight loop
 STOP_POLL_S = 0.05  # how soon the loop notices stop() while nothing happens

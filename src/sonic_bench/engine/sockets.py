@@ -1,4 +1,4 @@
-"""The socket under both raw transports (`http_raw`, `http2`): where to connect, a
+"""The socket under both raw transports (`http1`, `http2`): where to connect, a
 connected socket with Nagle off (requests are written whole; a small one must not wait
 for an acknowledgement), wrapped in TLS when asked, and the write queue and read buffer
 that let an event loop drive it."""

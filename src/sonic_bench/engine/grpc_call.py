@@ -22,11 +22,11 @@ from urllib.parse import unquote
 import grpc
 from tritonclient.grpc import service_pb2
 
+from sonic_bench.engine.answers import ExpectedOutputs
+from sonic_bench.engine.http2 import Http2Connection, Response
+from sonic_bench.engine.sockets import SMALL_ANSWER_BYTES, address_of, target_of
 from sonic_bench.model.signature import WireInput
-from sonic_bench.triton.answers import ExpectedOutputs
-from sonic_bench.triton.http2 import Http2Connection, Response
 from sonic_bench.triton.shared_memory import Placement
-from sonic_bench.triton.sockets import SMALL_ANSWER_BYTES, address_of, target_of
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
