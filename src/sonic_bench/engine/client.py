@@ -183,7 +183,7 @@ class InferClient:
         if grpc_transport:
             self._raw = RawInferChannel(
                 endpoint.url,
-                endpoint.ssl,
+                endpoint.tls_context(("h2",)),
                 endpoint.headers,
                 endpoint.timeout_s,
                 endpoint.connect_timeout_s,
@@ -193,7 +193,7 @@ class InferClient:
             self._http = RawHttpConnection(
                 endpoint.url,
                 model,
-                endpoint.ssl,
+                endpoint.tls_context(("http/1.1",)),
                 endpoint.headers,
                 endpoint.timeout_s,
                 endpoint.connect_timeout_s,
@@ -249,6 +249,21 @@ class InferClient:
     @property
     def wants_write(self) -> bool:
         return self._connection.wants_write
+
+    @property
+    def retried(self) -> int:
+        """Requests sent again on a new connection because the server had not processed
+        them (an HTTP/2 drain: GOAWAY, REFUSED_STREAM); each is one request, counted once."""
+        return self._raw.connection.retried if self._raw is not None else 0
+
+    def on_idle_readable(self) -> bool:
+        """The server spoke while no request was out (a GOAWAY, a close): taken in now, so
+        that the next request does not meet it. False once the connection is gone."""
+        return self._connection.on_idle_readable()
+
+    def connect_overdue(self) -> str | None:
+        """Why the request in flight fails: its connection was not made in time."""
+        return self._connection.connect_overdue()
 
     def connection_key(self) -> tuple[int, int]:
         """The connection's socket and how many it has opened: a new value means a new

@@ -100,25 +100,23 @@ class RawInferChannel:
     def __init__(
         self,
         url: str,
-        ssl: bool,
+        tls: ssl_module.SSLContext | None,
         headers: dict[str, str],
         timeout_s: float,
         connect_timeout_s: float | None = None,
     ):
         target = target_of(url)
-        tls = None
-        if ssl:
-            tls = ssl_module.create_default_context()
-            tls.set_alpn_protocols(["h2"])
-        self.connection = Http2Connection(address_of(url, ssl), tls, timeout_s, connect_timeout_s)
+        address = address_of(url, tls is not None)
+        self.connection = Http2Connection(address, tls, timeout_s, connect_timeout_s)
         self._header_block = Http2Connection.encode_headers(
             [
                 (":method", "POST"),
-                (":scheme", "https" if ssl else "http"),
+                (":scheme", "https" if tls is not None else "http"),
                 (":path", METHOD),
                 (":authority", target),
                 ("content-type", "application/grpc"),
                 ("te", "trailers"),
+                ("grpc-accept-encoding", "identity"),
                 ("grpc-timeout", f"{max(1, round(timeout_s))}S"),
                 *((k.lower(), v) for k, v in headers.items()),
             ]
@@ -142,25 +140,77 @@ class RawInferChannel:
         self.connection.close()
 
 
+# gRPC's own mapping of an HTTP status that came without a grpc-status (a proxy's answer,
+# not the server's): doc/http-grpc-status-mapping.md in grpc/grpc.
+HTTP_TO_GRPC = {
+    400: "INTERNAL",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "UNIMPLEMENTED",
+    429: "UNAVAILABLE",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "UNAVAILABLE",
+}
+
+
 def _judge(answer: Response, expected: ExpectedOutputs) -> None:
     """Raise GrpcCallError unless the call succeeded with the outputs asked for."""
-    status = answer.headers.get(b"grpc-status")
-    if status is None:
-        http = answer.headers.get(b":status", b"?").decode()
-        raise GrpcCallError("UNKNOWN", f"no grpc-status in the answer (HTTP {http})")
+    headers = answer.headers
+    status = headers.get(b"grpc-status")
+    http = headers.get(b":status", b"?").decode(errors="replace")
+    if status is None or http != "200":
+        _not_grpc(answer, http, status)
     if status != b"0":
-        code = STATUS_NAMES.get(int(status), f"status {status.decode()}")
-        message = unquote(answer.headers.get(b"grpc-message", b"").decode())
-        raise GrpcCallError(code, message.strip().splitlines()[0] if message else code)
-    if len(answer.data) < 5 or answer.data[0] != 0:
-        raise GrpcCallError("INTERNAL", "the answer has no uncompressed message")
-    message = answer.data[5:]
+        try:
+            code = STATUS_NAMES.get(int(status), f"status {status.decode()}")
+        except ValueError:
+            code = f"status {status.decode(errors='replace')!r}"
+        message = unquote(headers.get(b"grpc-message", b"").decode(errors="replace"))
+        raise GrpcCallError(code, message.strip().splitlines()[0] if message.strip() else code)
+    message = _message(answer.data, headers)
     if len(message) <= SMALL_ANSWER_BYTES:
         problem = _small_problem(message, expected)
     else:
         problem = _problem(message, expected)
     if problem is not None:
         raise GrpcCallError("INVALID_ANSWER", problem)
+
+
+def _not_grpc(answer: Response, http: str, status: bytes | None) -> None:
+    """An answer that is not a gRPC status: an HTTP error from something in front of
+    the server (a gateway's 401 or 503), named by gRPC's mapping of its status."""
+    if http == "200" and status is None:
+        kind = answer.headers.get(b"content-type", b"").decode(errors="replace")
+        if not kind.startswith("application/grpc"):
+            raise GrpcCallError("UNKNOWN", f"the answer is not gRPC (content-type {kind!r})")
+        raise GrpcCallError("UNKNOWN", "no grpc-status in the answer (HTTP 200)")
+    if http.isdigit() and http != "200":
+        code = HTTP_TO_GRPC.get(int(http), "UNKNOWN")
+        text = answer.data.decode(errors="replace").strip().splitlines()
+        detail = f": {text[0][:160]}" if text and status is None else ""
+        raise GrpcCallError(code, f"HTTP {http} from the server or a proxy in front{detail}")
+    raise GrpcCallError("UNKNOWN", f"the answer has no valid :status ({http!r})")
+
+
+def _message(data: bytes, headers: dict[bytes, bytes]) -> bytes:
+    """The one message of a unary answer, held to its 5-byte prefix (flag, length)."""
+    if len(data) < 5:
+        raise GrpcCallError("INTERNAL", "the answer has no message")
+    if data[0] != 0:
+        encoding = headers.get(b"grpc-encoding", b"?").decode(errors="replace")
+        raise GrpcCallError(
+            "INTERNAL",
+            f"the answer is compressed (grpc-encoding {encoding}), and sonic-bench asks for "
+            "none (grpc-accept-encoding identity)",
+        )
+    length = int.from_bytes(data[1:5], "big")
+    if length != len(data) - 5:
+        what = "is cut short" if length > len(data) - 5 else "has bytes after its message"
+        raise GrpcCallError(
+            "INTERNAL", f"the answer {what} ({length} bytes said, {len(data) - 5} came)"
+        )
+    return data[5:]
 
 
 def _problem(message: bytes, expected: ExpectedOutputs) -> str | None:

@@ -207,9 +207,10 @@ class _EventLoop:
 
     def _on_event(self, slot: _Slot, mask: int) -> None:
         if not slot.busy:
-            # An idle connection has nothing to say (a server closing it fails the next
-            # request, as it would a blocking client's): stop listening until then.
-            self._unwatch(slot)
+            # Between requests the server may drain the connection (GOAWAY) or close it:
+            # heard now, the next request goes on a new connection instead of failing.
+            if not slot.client.on_idle_readable() or mask & ~(READ | WRITE):
+                self._unwatch(slot)
             return
         try:
             if mask & ~READ:  # writable, or an error or hang-up that the write will raise
@@ -228,8 +229,15 @@ class _EventLoop:
         ends the level: a server this slow gives no figure worth waiting for, and every
         further request would wait as long."""
         for slot in slots:
+            if not slot.busy:
+                continue
+            if (stalled := slot.client.connect_overdue()) is not None:
+                # One replica that does not accept fails its own requests, not the level.
+                slot.client.close()
+                self._done(slot, None, stalled)
+                continue
             limit = slot.client.endpoint.timeout_s
-            if slot.busy and now - slot.sent > limit:
+            if now - slot.sent > limit:
                 slot.client.close()
                 self._done(slot, None, f"TimeoutError: no answer within {limit:g} s")
                 self.failure = (
