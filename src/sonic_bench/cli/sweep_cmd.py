@@ -167,6 +167,7 @@ def target_from(args: argparse.Namespace) -> Target:
         server=None if options.url else server_config(args),
         timeout_s=options.timeout_s,
         connect_timeout_s=options.connect_timeout_s,
+        tls=options.tls,
     )
 
 

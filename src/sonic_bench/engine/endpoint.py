@@ -47,6 +47,14 @@ class TlsOptions:
             if path is not None and not Path(path).is_file():
                 raise SonicBenchError(f"{flag} {path}: no such file")
 
+    def describe(self) -> dict:
+        """As the manifest records it: files by path, never their contents."""
+        return {
+            "ca": self.ca,
+            "client_certificate": self.cert,
+            "insecure": self.insecure,
+        }
+
     @property
     def given(self) -> bool:
         return self.ca is not None or self.cert is not None or self.insecure

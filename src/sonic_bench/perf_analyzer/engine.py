@@ -134,7 +134,7 @@ def command(
     args = [
         str(binary),
         "-m", model,
-        "-u", endpoint.url,
+        "-u", ("https://" if endpoint.ssl and endpoint.protocol == "http" else "") + endpoint.url,
         "-i", endpoint.protocol,
         "-b", str(batch_size if signature.batching else 1),
         "--input-data", str(data),
@@ -161,10 +161,43 @@ def command(
         largest = max(spec.sample_bytes or 0 for spec in signature.outputs)
         args += ["--shared-memory", "system"]
         args += ["--output-shared-memory-size", str(max(batch_size, 1) * largest)]
-    if endpoint.ssl and endpoint.protocol == "grpc":
-        args += ["--ssl-grpc-use-ssl", "true"]
+    args += tls_arguments(endpoint)
     for name, value in endpoint.headers.items():
         args += ["-H", f"{name}:{value}"]
+    return args
+
+
+def tls_arguments(endpoint: Endpoint) -> list[str]:
+    """perf_analyzer's spelling of the endpoint's TLS, or one clear error for what it
+    cannot do (its gRPC client checks every certificate)."""
+    if not endpoint.ssl:
+        return []
+    tls = endpoint.tls
+    if endpoint.protocol == "grpc":
+        if tls.insecure:
+            raise SonicBenchError(
+                "--engine perf_analyzer cannot skip the certificate check over gRPC "
+                "(--ssl-insecure): give the server's CA with --ssl-ca, or use the native engine"
+            )
+        args = ["--ssl-grpc-use-ssl", "true"]
+        if tls.ca:
+            args += ["--ssl-grpc-root-certifications-file", tls.ca]
+        if tls.cert:
+            args += ["--ssl-grpc-certificate-chain-file", tls.cert]
+            args += ["--ssl-grpc-private-key-file", tls.key]
+        return args
+    verify = "0" if tls.insecure else "1"
+    args = [
+        "--ssl-https-verify-peer",
+        verify,
+        "--ssl-https-verify-host",
+        "0" if tls.insecure else "2",
+    ]
+    if tls.ca:
+        args += ["--ssl-https-ca-certificates-file", tls.ca]
+    if tls.cert:
+        args += ["--ssl-https-client-certificate-file", tls.cert]
+        args += ["--ssl-https-private-key-file", tls.key]
     return args
 
 

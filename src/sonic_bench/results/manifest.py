@@ -65,6 +65,7 @@ def target_parameters(endpoint: Endpoint) -> dict:
     return {
         "protocol": endpoint.protocol,
         "ssl": endpoint.ssl,
+        "tls": endpoint.tls.describe() if endpoint.ssl else None,
         "headers": sorted(endpoint.headers),  # their names: values may be tokens
         "timeout_s": endpoint.timeout_s,
         "connect_timeout_s": endpoint.connect_timeout_s,

@@ -17,6 +17,7 @@ from sonic_bench.engine.endpoint import (
     DEFAULT_TIMEOUT_S,
     Endpoint,
     Protocol,
+    TlsOptions,
     check_timeouts,
 )
 from sonic_bench.errors import SonicBenchError
@@ -40,6 +41,16 @@ def add_target_options(group, batch_help: str, batch_aliases: tuple[str, ...] = 
     )
     group.add_argument("--protocol", choices=("grpc", "http"), default=DEFAULT_PROTOCOL)
     group.add_argument("--ssl", action="store_true", help="TLS to the server")
+    group.add_argument(
+        "--ssl-ca", metavar="FILE", help="CA bundle (PEM) that signed the server's certificate"
+    )
+    group.add_argument("--ssl-cert", metavar="FILE", help="client certificate (PEM) for mutual TLS")
+    group.add_argument("--ssl-key", metavar="FILE", help="its private key (PEM)")
+    group.add_argument(
+        "--ssl-insecure",
+        action="store_true",
+        help="do not check the server's certificate (a self-signed test deployment)",
+    )
     group.add_argument(
         "--header",
         action="append",
@@ -95,6 +106,7 @@ class TargetOptions:
     shared_memory: bool = False
     timeout_s: float = DEFAULT_TIMEOUT_S
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    tls: TlsOptions = field(default_factory=TlsOptions)
     model: str | None = None
     batches: tuple[str, ...] = ()  # the --batch values (a sweep may list several)
     input_data: InputData | None = None
@@ -113,6 +125,7 @@ class TargetOptions:
             self.shared_memory,
             self.timeout_s,
             self.connect_timeout_s,
+            self.tls,
         )
 
     def settings(self) -> dict:
@@ -125,6 +138,7 @@ class TargetOptions:
             "shared_memory": self.shared_memory,
             "timeout_s": self.timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
+            "tls": self.tls.describe(),
             "model": self.model,
             "batches": list(self.batches),
             "input_data": self.input_data.describe() if self.input_data else None,
@@ -139,7 +153,13 @@ def target_options(parsed, host: str | None = None) -> TargetOptions:
     check_timeouts(parsed.timeout, parsed.connect_timeout)
     if parsed.seed < 0:
         raise SonicBenchError(f"--seed {parsed.seed}: give a number from 0 up")
-    url, ssl = parsed.url, parsed.ssl
+    tls = TlsOptions(
+        getattr(parsed, "ssl_ca", None),
+        getattr(parsed, "ssl_cert", None),
+        getattr(parsed, "ssl_key", None),
+        bool(getattr(parsed, "ssl_insecure", False)),
+    )
+    url, ssl = parsed.url, parsed.ssl or tls.given  # a TLS option means TLS
     chosen = (host or url or "").strip() or None
     if chosen is not None:
         url, ssl = normalize_url(chosen, ssl)
@@ -153,6 +173,7 @@ def target_options(parsed, host: str | None = None) -> TargetOptions:
         shared_memory=bool(parsed.shared_memory),
         timeout_s=parsed.timeout,
         connect_timeout_s=parsed.connect_timeout,
+        tls=tls,
         model=parsed.model or None,
         batches=batches,
         input_data=InputData.parse(parsed.input_data),

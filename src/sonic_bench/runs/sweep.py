@@ -344,6 +344,8 @@ def run_sweep(
     check_writable(plan.results)
     ensure_descriptors(max(lv.concurrency or lv.max_in_flight for lv in plan.levels))
     with reach(target, hooks) as reached, RunMetrics(metrics, reached.metrics_url) as recording:
+        if plan.engine == "perf_analyzer":  # what it cannot do, refused before any work
+            perf_analyzer.tls_arguments(reached.endpoint)
         for message in recording.warnings:
             hooks.warning(message)
         if recording.source is not None:

@@ -11,6 +11,7 @@ from sonic_bench.engine.endpoint import (
     DEFAULT_TIMEOUT_S,
     Endpoint,
     Protocol,
+    TlsOptions,
     check_timeouts,
 )
 from sonic_bench.errors import SonicBenchError
@@ -29,6 +30,7 @@ class Target:
     server: ServerConfig | None = None  # how to start the embedded server
     timeout_s: float = DEFAULT_TIMEOUT_S  # per request and admin call
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    tls: TlsOptions = field(default_factory=TlsOptions)
 
     def __post_init__(self) -> None:
         if self.url is not None:
@@ -46,6 +48,7 @@ class Target:
             self.shared_memory,
             self.timeout_s,
             self.connect_timeout_s,
+            self.tls,
         )
 
 
