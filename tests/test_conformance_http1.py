@@ -15,7 +15,7 @@ import h11
 import pytest
 from peers import H11, Link, Peer, client, http_answer
 
-from sonic_bench.engine.client import InferError
+from sonic_bench.engine.client import InferError, is_rejection
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,10 +121,12 @@ def test_an_error_answer_is_one_line_naming_its_status(status, page, message):
     with Peer(_serving(answer)) as peer:
         c = client(peer.url, "http")
         try:
-            with pytest.raises(InferError, match=message):
+            with pytest.raises(InferError, match=message) as failed:
                 c.infer(0)
         finally:
             c.close()
+    # Refused before it was served (a token, a rate limit, shedding): counted apart.
+    assert is_rejection(str(failed.value)) == (status != 500)
 
 
 def test_conflicting_content_lengths_are_one_clear_error():

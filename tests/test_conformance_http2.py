@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from peers import H2, MODEL, Link, Peer, batches, client, grpc_answer, h2_serving
 
-from sonic_bench.engine.client import EncodedBatches, InferClient, InferError
+from sonic_bench.engine.client import EncodedBatches, InferClient, InferError, is_rejection
 from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.engine.http2 import MAX_WINDOW
 from sonic_bench.engine.loop import ClosedLoop
@@ -463,8 +463,10 @@ WIRE = {
 @pytest.mark.parametrize("case", sorted(WIRE))
 def test_grpc_answers_are_held_to_the_wire_format(case):
     serve, message = WIRE[case]
-    with Peer(serve) as peer, pytest.raises(InferError, match=message):
+    with Peer(serve) as peer, pytest.raises(InferError, match=message) as failed:
         infer_once(peer.url)
+    refused = ("trailers-only error", "a gateway's 401", "a gateway's 503")
+    assert is_rejection(str(failed.value)) == (case in refused)
 
 
 # --- slow peers, deadlines, addresses --------------------------------------------------------

@@ -285,6 +285,26 @@ class InferClient:
                     connection.close()
 
 
+# What refuses a call before it is served: a gateway's token check, rate limiter or
+# overload shedding (SuperSONIC's Envoy), or a server that is not taking requests. Told
+# apart from server errors: the server did not fail these, it never ran them.
+REJECTION_PREFIXES = (
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+    "HTTP 401",
+    "HTTP 403",
+    "HTTP 429",
+    "HTTP 503",
+)
+
+
+def is_rejection(error: str | None) -> bool:
+    """Whether a failed request's reason says it was refused, not served."""
+    return error is not None and error.startswith(REJECTION_PREFIXES)
+
+
 def _infer_error(error: Exception) -> InferError:
     """Every way a request can fail, as one InferError with the reason."""
     if isinstance(error, InferError):

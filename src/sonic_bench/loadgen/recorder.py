@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sonic_bench.engine.client import is_rejection
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.loadgen.steps import Step, StepLog
 from sonic_bench.measure.level import shared_server_warnings
@@ -60,6 +61,7 @@ class StepTally:
     latencies_ms: list[float] = field(default_factory=list)
     patches: int = 0
     errors: int = 0
+    rejected: int = 0  # of the errors: refused, never served
     max_cpu_percent: float = 0.0
     written: bool = False
 
@@ -76,6 +78,7 @@ class StepTally:
             "ended_at": iso_utc(end),
             "requests": ok,
             "errors": self.errors,
+            "rejected": self.rejected,
             "inferences_per_s": self.patches / span,
             "requests_per_s": ok / span,
             "client_cpu_percent": self.max_cpu_percent,
@@ -92,9 +95,16 @@ class FailureWatch:
     failed_requests: int = 0
     first_error: str | None = None
     failed_in_a_row: int = 0
+    rejected: int = 0  # of the failed: refused by a gateway or the server, never served
+    first_rejection: str | None = None
 
     def request(self, error: str | None) -> None:
-        if error is not None:
+        if error is None:
+            return
+        if is_rejection(error):
+            self.rejected += 1
+            self.first_rejection = self.first_rejection or error
+        else:
             self.failed_requests += 1
             self.first_error = self.first_error or error
 
@@ -106,9 +116,15 @@ class FailureWatch:
         return 0 < self.max_failed_events <= self.failed_in_a_row
 
     def warnings(self) -> list[str]:
-        if not self.failed_requests:
-            return []
-        return [f"{self.failed_requests} requests failed (first: {self.first_error})"]
+        said = []
+        if self.rejected:
+            said.append(
+                f"rejected by the gateway or server, never served: {self.rejected} requests "
+                f"(first: {self.first_rejection})"
+            )
+        if self.failed_requests:
+            said.append(f"{self.failed_requests} requests failed (first: {self.first_error})")
+        return said
 
 
 class RunRecorder:
@@ -180,6 +196,7 @@ class RunRecorder:
                     tally.patches += size
                 else:
                     tally.errors += 1
+                    tally.rejected += is_rejection(error)
             index = step.index if step else 0
             rows.append((index, worker, t_send, t_recv, latency, size, error is None, error))
         self.sent += len(rows)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import psutil
 
-from sonic_bench.engine.client import InferClient
+from sonic_bench.engine.client import InferClient, is_rejection
 from sonic_bench.engine.loop import ClosedLoop, LoadDriver, OpenLoop, wait_until
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.records import Clock, RequestRecord
@@ -171,6 +171,7 @@ class LevelResult:
             # Every failed request of the level counts, also one that failed during the
             # warm-up or ended after the last window: a level is clean only if none did.
             "errors": sum(1 for r in self.records if not r.ok),
+            "rejected": sum(1 for r in self.records if not r.ok and is_rejection(r.error)),
             "inferences_per_s": self.inferences_per_s,
             "requests_per_s": self.requests_per_s,
             "stable": self.stability is Stability.STABLE,
@@ -275,12 +276,25 @@ def failed_requests_warnings(
     if failure is not None:
         warnings.append(f"{label}: the level ended early: {failure}")
     failed = [r.error or "unknown" for r in records if not r.ok]
-    if failed:
-        common = Counter(failed).most_common()
-        said = "; ".join(f"{n} x {reason}" for reason, n in common[:3])
-        more = f"; {len(common) - 3} other reasons" if len(common) > 3 else ""
-        warnings.append(f"{label}: {len(failed)} of {len(records)} requests failed ({said}{more})")
+    rejected = [reason for reason in failed if is_rejection(reason)]
+    errors = [reason for reason in failed if not is_rejection(reason)]
+    if rejected:
+        warnings.append(
+            f"{label}: rejected by the gateway or server, never served: {len(rejected)} of "
+            f"{len(records)} requests ({_reasons(rejected)})"
+        )
+    if errors:
+        warnings.append(
+            f"{label}: {len(errors)} of {len(records)} requests failed ({_reasons(errors)})"
+        )
     return tuple(warnings)
+
+
+def _reasons(failed: list[str]) -> str:
+    """The reasons, most frequent first, each with its count."""
+    common = Counter(failed).most_common()
+    said = "; ".join(f"{n} x {reason}" for reason, n in common[:3])
+    return said + (f"; {len(common) - 3} other reasons" if len(common) > 3 else "")
 
 
 def shared_server_warnings(

@@ -83,7 +83,9 @@ class PrometheusSource:
         for series in result:
             labels = dict(series["metric"])
             metric = labels.pop("__name__")
-            keep = tuple(sorted((k, v) for k, v in labels.items() if k not in ("job", "instance")))
+            # `instance` names the replica (host:port of its /metrics), as DirectSource's
+            # label does: several replicas' counters stay apart, each its own series.
+            keep = tuple(sorted((k, v) for k, v in labels.items() if k != "job"))
             out += [TimedSample(float(t), metric, keep, float(v)) for t, v in series["values"]]
         return sorted(out, key=lambda s: s.t)
 
@@ -91,13 +93,20 @@ class PrometheusSource:
         pass
 
 
+def instance_of(metrics_url: str) -> str:
+    """host:port of a /metrics URL: Prometheus's `instance` label for that target."""
+    return metrics_url.split("//", 1)[-1].split("/", 1)[0]
+
+
 class DirectSource:
-    """Reads Triton's /metrics every `interval_s` in a background thread."""
+    """Reads Triton's /metrics (of each replica) every `interval_s` in a background
+    thread; each sample labelled with its `instance`, as Prometheus labels it."""
 
     name = "direct"
 
-    def __init__(self, metrics_url: str, interval_s: float = 1.0):
-        self.metrics_url = metrics_url
+    def __init__(self, metrics_urls: str | tuple[str, ...], interval_s: float = 1.0):
+        urls = (metrics_urls,) if isinstance(metrics_urls, str) else tuple(metrics_urls)
+        self.metrics_urls = urls
         self.interval_s = interval_s
         self._samples: list[TimedSample] = []
         self.errors = 0
@@ -108,12 +117,15 @@ class DirectSource:
     def _run(self) -> None:
         while not self._stop.is_set():
             began = time.time()
-            try:
-                for s in scrape(self.metrics_url):
-                    if s.metric in SERIES:
-                        self._samples.append(TimedSample(began, s.metric, s.labels, s.value))
-            except OSError:
-                self.errors += 1  # the server may be restarting; keep trying
+            for url in self.metrics_urls:
+                instance = (("instance", instance_of(url)),)
+                try:
+                    for s in scrape(url):
+                        if s.metric in SERIES:
+                            labels = tuple(sorted(s.labels + instance))
+                            self._samples.append(TimedSample(began, s.metric, labels, s.value))
+                except OSError:
+                    self.errors += 1  # the server may be restarting; keep trying
             self._stop.wait(max(0.0, self.interval_s - (time.time() - began)))
 
     def samples(self, start: float, end: float) -> list[TimedSample]:

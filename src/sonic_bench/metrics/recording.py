@@ -19,6 +19,7 @@ from sonic_bench.metrics.collect import (
     MetricsSource,
     PrometheusSource,
     TimedSample,
+    instance_of,
 )
 from sonic_bench.metrics.prometheus import PrometheusConfig, PrometheusServer, PrometheusUnavailable
 from sonic_bench.metrics.summary import ServerSummary, counter_increase, summarize
@@ -43,7 +44,8 @@ class RunMetrics:
     """Use as a context manager around a run; `warnings` collects what degraded."""
 
     options: MetricsOptions
-    triton_metrics_url: str  # http://host:port/metrics
+    # http://host:port/metrics of the server, or of each replica behind a gateway
+    triton_metrics_urls: str | tuple[str, ...]
     source: MetricsSource | None = None
     server: PrometheusServer | None = None
     warnings: list[str] = field(default_factory=list)
@@ -61,7 +63,7 @@ class RunMetrics:
         if self.options.mode in ("auto", "prometheus"):
             self.source = self._prometheus()
         if self.source is None:
-            self.source = DirectSource(self.triton_metrics_url, self.options.interval_s)
+            self.source = DirectSource(self.triton_metrics_urls, self.options.interval_s)
             self.status = "fallback" if self.options.mode != "direct" else "ok"
         return self
 
@@ -74,9 +76,8 @@ class RunMetrics:
                         f"Prometheus at {self.options.prometheus_url} is unreachable"
                     )
             else:
-                target = self.triton_metrics_url.split("//", 1)[-1].split("/", 1)[0]
                 config = PrometheusConfig(
-                    triton_targets=(target,),
+                    triton_targets=tuple(instance_of(url) for url in self._urls()),
                     port=self.options.prometheus_port,
                     interval_s=self.options.interval_s,
                     binary=self.options.prometheus_binary,
@@ -88,6 +89,10 @@ class RunMetrics:
             return None
         self.status = "ok"
         return source
+
+    def _urls(self) -> tuple[str, ...]:
+        urls = self.triton_metrics_urls
+        return (urls,) if isinstance(urls, str) else tuple(urls)
 
     def info(self) -> MetricsInfo:
         if self.source is None:
@@ -122,7 +127,7 @@ class RunMetrics:
             self.warnings.append(reason)
             return
         self.warnings.append(f"{reason}; reading Triton's /metrics directly from now on")
-        self.source = DirectSource(self.triton_metrics_url, self.options.interval_s)
+        self.source = DirectSource(self.triton_metrics_urls, self.options.interval_s)
         self.status = "fallback"
 
     def write(self, folder: Path, start: float, end: float) -> Path | None:
@@ -149,7 +154,7 @@ class RunMetrics:
         requests of `model` than this run itself had answered."""
         if self.source is None or requests <= 0:
             return
-        url = self.triton_metrics_url
+        url = ", ".join(self._urls())
         if not any(start <= s.t <= end + self.options.interval_s for s in self.kept):
             self.status = "no data"
             self.warnings.append(f"no server metrics were read from {url}: give --metrics-url")

@@ -27,6 +27,7 @@ STEP_COLUMNS = (
     "ended_at",
     "requests",
     "errors",
+    "rejected",  # of the errors: refused by a gateway or the server, never served
     "inferences_per_s",
     "requests_per_s",
     "latency_ms_avg",
