@@ -12,6 +12,7 @@ from sonic_bench.analysis.summary import (
     StoryRow,
     SweepSummary,
     level_verdicts,
+    replica_levels,
 )
 from sonic_bench.analysis.throughput import BudgetAnswer
 
@@ -120,6 +121,24 @@ def repeat_lines(repeated: list[RepeatedConfiguration]) -> list[str]:
                 f"{_interval(sat)}, CV {_cv(sat)} over {sat.n} runs"
             )
     return lines
+
+
+REPLICA_HEADERS = ("load", "replica", "inf/s", "share", "exec batch", "answering")
+
+
+def replica_rows(s: SweepSummary):
+    """Each replica's part of each level: its throughput and executed batch size."""
+    return [
+        (
+            r["concurrency"],
+            r["replica"],
+            r["inferences_per_s"],
+            "-" if r["share"] is None else f"{r['share']:.0%}",
+            r["server_batch_avg"],
+            "yes" if r["reachable"] else "no (lost)",
+        )
+        for r in replica_levels(s.run)
+    ]
 
 
 def budget_line(answer: BudgetAnswer) -> str:
@@ -410,6 +429,14 @@ def write_report(
         invalid = [f"- {line}" for s in sweeps for line in level_verdict_lines(s)]
         if invalid:
             parts += ["### INVALID levels", "", *invalid, ""]
+        for s in sweeps:
+            if rows := replica_rows(s):
+                parts += [
+                    f"### Replicas behind the gateway ({s.run.run_id})",
+                    "",
+                    _table(REPLICA_HEADERS, rows),
+                    "",
+                ]
     if repeated:
         parts += [
             "## Repeated sweeps",

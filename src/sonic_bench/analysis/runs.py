@@ -13,7 +13,7 @@ import psutil
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.results.schema import STEP_COLUMNS, Manifest
-from sonic_bench.results.store import EVENTS, MANIFEST, REQUESTS, STEPS, read_run
+from sonic_bench.results.store import EVENTS, MANIFEST, REPLICAS, REQUESTS, STEPS, read_run
 
 
 class SkippedRun(SonicBenchError):
@@ -29,6 +29,7 @@ class LoadedRun:
     metrics: pd.DataFrame | None
     notes: tuple[str, ...] = ()  # what a reader must know before trusting the figures
     requests_intact: bool = True
+    replicas: pd.DataFrame | None = None  # each replica's part of each level (a gateway's)
 
     @property
     def status(self) -> str:
@@ -184,6 +185,7 @@ def load_run(folder: Path) -> LoadedRun:
         events=events,
         metrics=_label_columns(_csv(folder / "metrics.csv.gz", "metrics.csv.gz")),
         requests_intact=intact,
+        replicas=_csv(folder / REPLICAS, "replicas.csv"),
     )
     notes = _notes(run.manifest, run.status, steps, events, intact)
     if non_finite:

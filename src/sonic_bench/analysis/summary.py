@@ -436,6 +436,28 @@ def _finite(value: float | None) -> float | None:
     return float(value)
 
 
+def replica_levels(run) -> list[dict]:
+    """Each replica's part of each level of a run through a gateway, with the level's
+    concurrency: what the report's replica table and `analyze --json` show."""
+    if run.replicas is None or run.replicas.empty:
+        return []
+    load = dict(zip(run.steps["step"], run.steps["concurrency"], strict=False))
+    rows = []
+    for row in run.replicas.to_dict(orient="records"):
+        rows.append(
+            {
+                "step": int(row["step"]),
+                "concurrency": _finite(load.get(row["step"])),
+                "replica": row["replica"],
+                "inferences_per_s": _finite(row.get("inferences_per_s")),
+                "share": _finite(row.get("share")),
+                "server_batch_avg": _finite(row.get("server_batch_avg")),
+                "reachable": bool(row.get("reachable", True)),
+            }
+        )
+    return rows
+
+
 def to_json(summary) -> dict:
     run = summary.run if hasattr(summary, "run") else None
     if isinstance(summary, BaselineSummary):
@@ -463,6 +485,8 @@ def to_json(summary) -> dict:
         out["verdict"] = summary.verdict.text if summary.verdict else None
         out["verdict_reasons"] = list(summary.verdict.reasons) if summary.verdict else []
         out["levels"] = level_verdicts(run.steps)
+        if run.replicas is not None:
+            out["replicas"] = replica_levels(run)
     if isinstance(summary, LoadgenSummary):
         r = summary.saturation
         out["saturation"] = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sonic_bench.cli.common import float_list, int_list, progress
 from sonic_bench.cli.metrics_options import add_metrics_options, metrics_options
-from sonic_bench.cli.serve_cmd import add_server_options, server_config
+from sonic_bench.cli.serve_cmd import add_server_options, gateway_options, server_config
 from sonic_bench.cli.sweep_output import print_summary, show_window
 from sonic_bench.measure.level import LevelHooks, MeasurementSettings
 from sonic_bench.measure.verdict import DEFAULT_PERCENTILES, parse_percentiles
@@ -168,6 +168,10 @@ def target_from(args: argparse.Namespace) -> Target:
         timeout_s=options.timeout_s,
         connect_timeout_s=options.connect_timeout_s,
         tls=options.tls,
+        replica_urls=options.replica_urls,
+        replica_metrics_urls=options.replica_metrics_urls,
+        replicas=args.replicas,
+        gateway=gateway_options(args),
     )
 
 

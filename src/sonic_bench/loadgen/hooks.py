@@ -37,7 +37,7 @@ from sonic_bench.results.manifest import new_manifest, target_parameters, worklo
 from sonic_bench.results.schema import LoadInfo, Manifest, served_model
 from sonic_bench.results.store import ResultsUnwritable, RunWriter
 from sonic_bench.triton.client import check_server
-from sonic_bench.triton.stats import StatsReader
+from sonic_bench.triton.stats import stats_for
 
 logger = logging.getLogger("sonic-bench")
 
@@ -242,6 +242,11 @@ def _manifest(context: LoadgenContext, server_info: dict) -> Manifest:
                 "burn_cpu": options.burn_cpu,
                 "other_jitter": options.other_jitter,
                 **target_parameters(context.endpoint),
+                **(
+                    {"gateway": {"replicas": list(options.target.replica_urls)}}
+                    if options.target.replica_urls
+                    else {}
+                ),
             },
         ),
     )
@@ -255,7 +260,7 @@ def _run_metrics(options: LoadgenOptions) -> RunMetrics | None:
         prometheus_url=options.prometheus_url or None,
         prometheus_port=options.prometheus_port,
     )
-    return RunMetrics(settings, options.triton_metrics_url)
+    return RunMetrics(settings, options.triton_metrics_urls)
 
 
 def _note_missing_workers(environment, state: LoadgenState) -> None:
@@ -300,7 +305,7 @@ def _start_run(environment, **_) -> None:
         _run_metrics(context.options),
         context.options.max_failed_events,
         context.options.settings(),
-        StatsReader(context.endpoint, context.options.model),
+        stats_for(context.endpoint, context.options.replica_endpoints(), context.options.model),
     )
     for message in recorder.metrics.warnings if recorder.metrics else ():
         logger.warning("sonic-bench: %s", message)

@@ -23,6 +23,7 @@ from sonic_bench.runs.options import (
     add_target_options,
     target_options,
 )
+from sonic_bench.runs.target import direct
 
 PAPER_STAIRCASE = "1,2,5,10,20,50,100,200,300,400"
 REDUCED_EVENT_SCALE = 0.02  # the CPU server saturates early; the stairs take ~13 minutes
@@ -139,9 +140,17 @@ class LoadgenOptions:
         return self.target.endpoint(self.url)
 
     @property
-    def triton_metrics_url(self) -> str:
+    def triton_metrics_urls(self) -> tuple[str, ...]:
+        """The server's /metrics, or every replica's behind a gateway."""
+        if self.target.replica_metrics_urls:
+            return self.target.replica_metrics_urls
         host = self.url.rsplit(":", 1)[0]
-        return self.metrics_url or f"http://{host}:8002/metrics"
+        return (self.metrics_url or f"http://{host}:8002/metrics",)
+
+    def replica_endpoints(self) -> tuple[Endpoint, ...]:
+        """Behind a gateway: each --replica, spoken to directly for its statistics."""
+        endpoint = self.endpoint()
+        return tuple(direct(endpoint, url) for url in self.target.replica_urls)
 
     def settings(self) -> dict:
         """What decides the load a process sends: recorded per worker, compared with the

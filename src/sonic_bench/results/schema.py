@@ -18,6 +18,18 @@ READABLE_SCHEMA_VERSIONS = (1, 2)  # v2 added provenance (versions, CPU flags, G
 RunKind = Literal["sweep", "loadgen", "baseline"]
 RunStatus = Literal["running", "complete", "partial", "failed"]
 
+# One row per replica and level when the run went through a gateway to several.
+REPLICA_COLUMNS = (
+    "step",
+    "replica",
+    "inferences",
+    "share",
+    "inferences_per_s",
+    "server_batch_avg",
+    "server_queue_us",
+    "reachable",
+)
+
 STEP_COLUMNS = (
     "step",
     "concurrency",

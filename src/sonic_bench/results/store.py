@@ -16,7 +16,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from sonic_bench.errors import SonicBenchError
 from sonic_bench.results.schema import (
     EVENT_COLUMNS,
     READABLE_SCHEMA_VERSIONS,
+    REPLICA_COLUMNS,
     REQUEST_COLUMNS,
     STEP_COLUMNS,
     Manifest,
@@ -34,6 +35,7 @@ MANIFEST = "manifest.json"
 STEPS = "steps.csv"
 REQUESTS = "requests.csv.gz"
 EVENTS = "events.csv"
+REPLICAS = "replicas.csv"
 
 # How each requests.csv.gz column is written: times to the microsecond, latency to the
 # microsecond in ms; errors on one line without the separator.
@@ -177,6 +179,20 @@ class RunWriter:
                     writer.writeheader()
                 writer.writerows(rows)
 
+    def append_replicas(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Each replica's part of a level (a run through a gateway)."""
+        rows = [{c: _csv_value(row.get(c)) for c in REPLICA_COLUMNS} for row in rows]
+        if not rows:
+            return
+        path = self.folder / REPLICAS
+        with writing(path):
+            new = not path.exists()
+            with open(path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=REPLICA_COLUMNS)
+                if new:
+                    writer.writeheader()
+                writer.writerows(rows)
+
     def update(self, **changes: Any) -> None:
         self.manifest = replace(self.manifest, **changes)
         self._save()
@@ -230,6 +246,7 @@ class StoredRun:
     folder: Path
     manifest: Manifest
     steps: list[dict[str, str]]
+    replicas: list[dict[str, str]] = field(default_factory=list)  # replicas.csv, if any
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -257,4 +274,8 @@ def read_run(folder: Path) -> StoredRun:
     if steps_path.exists():
         with open(steps_path, newline="") as f:
             steps = list(csv.DictReader(f))
-    return StoredRun(folder=folder, manifest=manifest, steps=steps)
+    replicas: list[dict[str, str]] = []
+    if (folder / REPLICAS).exists():
+        with open(folder / REPLICAS, newline="") as f:
+            replicas = list(csv.DictReader(f))
+    return StoredRun(folder=folder, manifest=manifest, steps=steps, replicas=replicas)

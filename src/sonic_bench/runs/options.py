@@ -22,7 +22,7 @@ from sonic_bench.engine.endpoint import (
 )
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model.signature import parse_shapes
-from sonic_bench.runs.target import normalize_url, parse_headers
+from sonic_bench.runs.target import check_replicas, normalize_url, parse_headers
 from sonic_bench.workload.event import DEFAULT_SEED
 from sonic_bench.workload.inputs import InputData
 from sonic_bench.workload.plan import InputOptions, check_batch_text
@@ -60,6 +60,21 @@ def add_target_options(group, batch_help: str, batch_aliases: tuple[str, ...] = 
     )
     group.add_argument(
         "--shared-memory", action="store_true", help="system shared memory (a local server)"
+    )
+    group.add_argument(
+        "--replica",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="behind a gateway at --url: a replica reached directly, for its statistics "
+        "(the run's counts are checked against their sum; repeatable)",
+    )
+    group.add_argument(
+        "--replica-metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="each --replica's /metrics, in the same order (Prometheus scrapes them all)",
     )
     group.add_argument(
         "--timeout",
@@ -107,6 +122,8 @@ class TargetOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     tls: TlsOptions = field(default_factory=TlsOptions)
+    replica_urls: tuple[str, ...] = ()
+    replica_metrics_urls: tuple[str, ...] = ()
     model: str | None = None
     batches: tuple[str, ...] = ()  # the --batch values (a sweep may list several)
     input_data: InputData | None = None
@@ -139,6 +156,8 @@ class TargetOptions:
             "timeout_s": self.timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
             "tls": self.tls.describe(),
+            "replica_urls": list(self.replica_urls),
+            "replica_metrics_urls": list(self.replica_metrics_urls),
             "model": self.model,
             "batches": list(self.batches),
             "input_data": self.input_data.describe() if self.input_data else None,
@@ -163,6 +182,11 @@ def target_options(parsed, host: str | None = None) -> TargetOptions:
     chosen = (host or url or "").strip() or None
     if chosen is not None:
         url, ssl = normalize_url(chosen, ssl)
+    replicas = tuple(normalize_url(u, False)[0] for u in getattr(parsed, "replica", None) or ())
+    replica_metrics = tuple(getattr(parsed, "replica_metrics", None) or ())
+    check_replicas(replicas, replica_metrics)
+    if replicas and not url:
+        raise SonicBenchError("--replica names what is behind a gateway: give its --url too")
     text = (parsed.batch or "").strip()
     batches = tuple(check_batch_text(b) for b in text.split(",") if b.strip()) if text else ()
     return TargetOptions(
@@ -174,6 +198,8 @@ def target_options(parsed, host: str | None = None) -> TargetOptions:
         timeout_s=parsed.timeout,
         connect_timeout_s=parsed.connect_timeout,
         tls=tls,
+        replica_urls=replicas,
+        replica_metrics_urls=replica_metrics,
         model=parsed.model or None,
         batches=batches,
         input_data=InputData.parse(parsed.input_data),

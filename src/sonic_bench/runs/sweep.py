@@ -60,9 +60,9 @@ from sonic_bench.results.schema import (
 from sonic_bench.results.store import ResultsUnwritable, RunWriter, check_writable
 from sonic_bench.runs.progress import JobProgress, LevelTiming, PlannedLevel
 from sonic_bench.runs.search import LatencyBudgetSearch
-from sonic_bench.runs.target import Target, reach
+from sonic_bench.runs.target import Reached, Target, reach
 from sonic_bench.triton.client import check_server
-from sonic_bench.triton.stats import StatsReader
+from sonic_bench.triton.stats import ReplicaStats, replica_rows, stats_for
 from sonic_bench.workload.batching import NAMED_SETTINGS
 from sonic_bench.workload.inputs import BatchSizes, InputData
 from sonic_bench.workload.plan import InputOptions, RequestSet, check_batch_text, plan_requests
@@ -343,7 +343,7 @@ def run_sweep(
     runs: list[SweepRun] = []
     check_writable(plan.results)
     ensure_descriptors(max(lv.concurrency or lv.max_in_flight for lv in plan.levels))
-    with reach(target, hooks) as reached, RunMetrics(metrics, reached.metrics_url) as recording:
+    with reach(target, hooks) as reached, RunMetrics(metrics, reached.metrics_urls) as recording:
         if plan.engine == "perf_analyzer":  # what it cannot do, refused before any work
             perf_analyzer.tls_arguments(reached.endpoint)
         for message in recording.warnings:
@@ -369,9 +369,8 @@ def run_sweep(
                 info["signature"], plan.inputs(config), plan.pool_batches, pool_for
             )
             run = _sweep_one(
-                plan, reached.endpoint, config, info, requests, recording, hooks, progress,
-                repetition,
-            )  # fmt: skip
+                plan, reached, config, info, requests, recording, hooks, progress, repetition
+            )
             runs.append(run)
     return runs
 
@@ -391,7 +390,7 @@ def _tag(requests: RequestSet, signature_db: bool) -> str:
 
 def _manifest(
     plan: SweepPlan,
-    endpoint: Endpoint,
+    reached: Reached,
     config: Configuration,
     requests: RequestSet,
     server_info: dict,
@@ -400,6 +399,10 @@ def _manifest(
 ) -> Manifest:
     open_loop = plan.levels[0].rate is not None
     repeated = f"-r{repetition + 1}" if plan.repeat > 1 else ""
+    endpoint = reached.endpoint
+    parameters = _load_parameters(plan, endpoint, repetition)
+    if reached.gateway is not None:
+        parameters["gateway"] = reached.gateway
     return new_manifest(
         "sweep",
         f"{plan.label}-{tag}{repeated}",
@@ -410,7 +413,7 @@ def _manifest(
             levels=tuple(lv.rate if open_loop else lv.concurrency for lv in plan.levels),
             step_seconds=plan.settings.window_s,
             shared_memory=endpoint.shared_memory,
-            parameters=_load_parameters(plan, endpoint, repetition),
+            parameters=parameters,
         ),
     )
 
@@ -429,7 +432,7 @@ def _load_parameters(plan: SweepPlan, endpoint: Endpoint, repetition: int) -> di
 
 def _sweep_one(
     plan: SweepPlan,
-    endpoint: Endpoint,
+    reached: Reached,
     config: Configuration,
     server_info: dict,
     requests: RequestSet,
@@ -438,13 +441,14 @@ def _sweep_one(
     progress: JobProgress,
     repetition: int = 0,
 ) -> SweepRun:
+    endpoint = reached.endpoint
     sent = _sent(plan, requests, endpoint)
     signature = sent.signature
     signature.check_sendable(max(b.size for b in sent.batches), endpoint.shared_memory)
     average = requests.average if not plan.sends_uniform_batches else sent.average
     progress.run_begins(average)
     batches = EncodedBatches(sent.batches, signature)
-    stats = StatsReader(endpoint, config.model)
+    stats = stats_for(reached.endpoint, reached.replicas, config.model)
     reference = None
     if plan.reference_seconds:
         network = network_of(server_info["model_config"])
@@ -464,7 +468,7 @@ def _sweep_one(
         + (", every request that size" if plan.sends_uniform_batches else "")
         + (", one batch replayed" if len(sent.batches) == 1 else "")
     )
-    manifest = _manifest(plan, endpoint, config, sent, server_info, tag, repetition)
+    manifest = _manifest(plan, reached, config, sent, server_info, tag, repetition)
     with RunWriter(plan.results, manifest) as writer, ExitStack() as owned:
         owned.enter_context(batches)  # its shared-memory regions, if any, go at the end
         writer.update(metrics=metrics.info())
@@ -499,8 +503,11 @@ def _sweep_one(
                 row: dict = {"trial": trial}
                 if reference is not None:
                     row["reference_inferences_per_s"] = reference.measure()
+                before = stats.snapshots() if isinstance(stats, ReplicaStats) else None
                 measured = measure(step, level)
                 row.update(measured.judged(plan.settings, plan.percentiles))
+                if before is not None:
+                    measured = _replicas_of(measured, step, stats, before, writer, hooks)
                 row.update(server_series_row(metrics.level(config.model, *measured.span)))
                 writer.append_step(row)
                 records = sorted(measured.records, key=lambda r: r.t_send)
@@ -536,6 +543,39 @@ def _sweep_one(
     return SweepRun(
         config, tag, writer.folder, average, tuple(results), budget, writer.manifest.status
     )
+
+
+def _replicas_of(
+    measured: MeasuredLevel,
+    step: int,
+    stats: ReplicaStats,
+    before: tuple,
+    writer: RunWriter,
+    hooks: LevelHooks,
+) -> MeasuredLevel:
+    """Each replica's part of the level, written to replicas.csv and shown; a replica
+    lost during it is said to be, with what it means for the counts."""
+    lost_before = set(stats.lost)
+    after = stats.snapshots()
+    throughput = float(measured.row.get("inferences_per_s") or math.nan)
+    rows = replica_rows(step, stats.urls, before, after, throughput, tuple(stats.lost))
+    writer.append_replicas(rows)
+    hooks.progress(
+        "  replicas: "
+        + ", ".join(
+            f"{r['replica']} {r['inferences_per_s']:,.0f} inf/s (batch {r['server_batch_avg']:.0f})"
+            for r in rows
+        )
+    )
+    warnings = [
+        f"{measured.level.label}: replica {url} stopped answering ({why}): the requests it "
+        "served after its last count are not checked against the run's"
+        for url, why in stats.lost.items()
+        if url not in lost_before
+    ]
+    if not warnings:
+        return measured
+    return replace(measured, warnings=(*measured.warnings, *warnings))
 
 
 def _budget_answer(plan: SweepPlan, results: list[MeasuredLevel]) -> BudgetAnswer | None:
