@@ -26,13 +26,16 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # The Triton Python-backend stub embeds the system libpython of this Python version;
-# Prometheus records the server's metrics; perf_analyzer links libb64. Installed only when
-# missing and when root.
+# Prometheus records the server's metrics; perf_analyzer links libb64; nginx is the gateway
+# in front of replicas (--gateway) and openssl makes its certificate. Installed only when
+# missing and when root (Debian's nginx package does not start a service in a container).
 system-packages:
 	@missing=""; \
 	ldconfig -p | grep -q "libpython$(PYVER).so.1.0" || missing="$$missing libpython$(PYVER)"; \
 	ldconfig -p | grep -q "libb64.so.0d" || missing="$$missing libb64-0d"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -280,3 +280,73 @@ def test_the_image_runs_as_a_user_of_its_own():
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+@needs_kubectl
+def test_behind_the_gateway_only_it_reaches_triton_and_the_token_is_a_secret():
+    objects = render("gateway")
+    rules = _kind(objects, "NetworkPolicy", "triton-clients")["spec"]["ingress"]
+    inference = [r for r in rules if {p["port"] for p in r["ports"]} == {8000, 8001}]
+    (door,) = inference
+    assert [p["podSelector"]["matchLabels"] for p in door["from"]] == [
+        {"app.kubernetes.io/name": "gateway"}
+    ]
+    master = _container(objects, "locust-master", "locust")
+    parsed = _parse_locust(master["args"])
+    assert parsed["host"] == "gateway:8001"
+    assert parsed["ssl_ca"] == "/etc/gateway-tls/tls.crt"
+    assert parsed["header"] == ["authorization: Bearer $(GATEWAY_TOKEN)"]
+    for deployment, container in (("locust-master", "locust"), ("gateway", "nginx")):
+        env = {e["name"]: e for e in _container(objects, deployment, container)["env"]}
+        assert env["GATEWAY_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "gateway-token"
+    assert not [o for o in objects if o["kind"] == "Secret"]  # made in the cluster, not here
+
+
+def _directives(text: str) -> set[str]:
+    """The rules of an nginx config that must agree, as normalized lines."""
+    wanted = (
+        "least_conn", "grpc_pass", "grpc_next_upstream", "proxy_next_upstream", "return 401",
+        "client_max_body_size", "proxy_http_version", "proxy_request_buffering", "map ",
+        "keepalive ",
+    )  # fmt: skip
+    lines = {" ".join(line.split()) for line in text.splitlines()}
+    return {line for line in lines if line.startswith(wanted)}
+
+
+def test_the_cluster_gateway_has_the_rules_of_the_one_the_harness_starts():
+    local = (ROOT / "deploy" / "gateway" / "nginx.conf").read_text().replace("$$", "$")
+    cluster = (K8S / "overlays" / "gateway" / "gateway.conf.template").read_text()
+    assert _directives(local) == _directives(cluster)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_the_cluster_gateway_rules_pass_nginx_t(tmp_path):
+    """The real nginx checks the cluster's rules (Debian's 1.22 here: the 1.27-only
+    `resolve` and `http2 on` are spelled the 1.22 way, the cluster's names made local)."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=t", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    rules = (K8S / "overlays" / "gateway" / "gateway.conf.template").read_text()
+    rules = (
+        rules.replace("${GATEWAY_TOKEN}", "t")
+        .replace(" resolve;", ";")
+        .replace("triton-pods.sonic-bench.svc.cluster.local", "127.0.0.1")
+        .replace("kube-dns.kube-system.svc.cluster.local", "127.0.0.1")
+        .replace("/etc/gateway-tls", str(tmp_path))
+        .replace("    http2 on;\n", "")
+        .replace("listen 8001 ssl;", "listen 127.0.0.1:8001 ssl http2;")
+        .replace("listen 8000 ssl;", "listen 127.0.0.1:8000 ssl;")
+    )
+    (tmp_path / "rules.conf").write_text(rules)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp_path}/pid; error_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{ include {tmp_path}/rules.conf; }}\n"
+    )
+    done = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

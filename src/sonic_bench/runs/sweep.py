@@ -504,10 +504,13 @@ def _sweep_one(
                 if reference is not None:
                     row["reference_inferences_per_s"] = reference.measure()
                 before = stats.snapshots() if isinstance(stats, ReplicaStats) else None
+                lost_before = set(stats.lost) if isinstance(stats, ReplicaStats) else set()
                 measured = measure(step, level)
                 row.update(measured.judged(plan.settings, plan.percentiles))
                 if before is not None:
-                    measured = _replicas_of(measured, step, stats, before, writer, hooks)
+                    measured = _replicas_of(
+                        measured, step, stats, (before, lost_before), writer, hooks
+                    )
                 row.update(server_series_row(metrics.level(config.model, *measured.span)))
                 writer.append_step(row)
                 records = sorted(measured.records, key=lambda r: r.t_send)
@@ -549,24 +552,19 @@ def _replicas_of(
     measured: MeasuredLevel,
     step: int,
     stats: ReplicaStats,
-    before: tuple,
+    before: tuple[tuple, set[str]],
     writer: RunWriter,
     hooks: LevelHooks,
 ) -> MeasuredLevel:
-    """Each replica's part of the level, written to replicas.csv and shown; a replica
-    lost during it is said to be, with what it means for the counts."""
-    lost_before = set(stats.lost)
+    """Each replica's part of the level (`before`: their counts and which were lost when
+    it began), written to replicas.csv and shown; a replica lost during it is said to
+    be, with what it means for the counts."""
+    counts, lost_before = before
     after = stats.snapshots()
     throughput = float(measured.row.get("inferences_per_s") or math.nan)
-    rows = replica_rows(step, stats.urls, before, after, throughput, tuple(stats.lost))
+    rows = replica_rows(step, stats.urls, counts, after, throughput, tuple(stats.lost))
     writer.append_replicas(rows)
-    hooks.progress(
-        "  replicas: "
-        + ", ".join(
-            f"{r['replica']} {r['inferences_per_s']:,.0f} inf/s (batch {r['server_batch_avg']:.0f})"
-            for r in rows
-        )
-    )
+    hooks.progress("  replicas: " + ", ".join(map(_replica_text, rows)))
     warnings = [
         f"{measured.level.label}: replica {url} stopped answering ({why}): the requests it "
         "served after its last count are not checked against the run's"
@@ -576,6 +574,13 @@ def _replicas_of(
     if not warnings:
         return measured
     return replace(measured, warnings=(*measured.warnings, *warnings))
+
+
+def _replica_text(row: dict) -> str:
+    batch = row["server_batch_avg"]
+    said = f"batch {batch:.0f}" if batch == batch else "no batch"
+    lost = "" if row["reachable"] else ", stopped answering"
+    return f"{row['replica']} {row['inferences_per_s']:,.0f} inf/s ({said}{lost})"
 
 
 def _budget_answer(plan: SweepPlan, results: list[MeasuredLevel]) -> BudgetAnswer | None:
