@@ -240,16 +240,19 @@ class H2:
         if self.pending:
             events, self.pending = self.pending, []
             return events
-        data = self.link.recv()
-        if not data:
-            return []
-        events = self.conn.receive_data(data)
-        for event in events:
-            if isinstance(event, h2.events.DataReceived):
-                self.bodies.setdefault(event.stream_id, bytearray()).extend(event.data)
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        self.flush()
-        return events
+        while True:  # bytes that make no event yet (a frame cut by a TLS record): read on
+            data = self.link.recv()
+            if not data:
+                return []
+            events = self.conn.receive_data(data)
+            for event in events:
+                if isinstance(event, h2.events.DataReceived):
+                    self.bodies.setdefault(event.stream_id, bytearray()).extend(event.data)
+                    length, stream = event.flow_controlled_length, event.stream_id
+                    self.conn.acknowledge_received_data(length, stream)
+            self.flush()
+            if events:
+                return events
 
     def request(self) -> tuple[int, bytes] | None:
         """The next whole request: its stream and body; None once the client has gone."""

@@ -202,3 +202,42 @@ def test_the_engine_speaks_https_with_a_ca_and_refuses_a_wrong_one(certificates)
         finally:
             good.close()
             bad.close()
+
+
+def test_a_stalled_tls_handshake_holds_only_its_own_request(certificates):
+    """One replica accepts and never finishes its handshake: that slot's request fails
+    after --connect-timeout, while the event loop's other slot goes on answering."""
+    import ssl
+    import time
+
+    from peers import MODEL, batches, h2_serving
+
+    from sonic_bench.engine.client import InferClient
+    from sonic_bench.engine.endpoint import Endpoint, TlsOptions
+    from sonic_bench.engine.loop import ClosedLoop
+    from sonic_bench.measure.records import Clock
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.server_cert, certificates.server_key)
+    context.set_alpn_protocols(["h2"])
+    with Peer(h2_serving(), tls=context, handshake=lambda n: n != 0) as peer:
+        endpoint = Endpoint(
+            peer.url, "grpc", True, connect_timeout_s=1.0, tls=TlsOptions(ca=str(certificates.ca))
+        )
+        loop = ClosedLoop(lambda: InferClient(endpoint, MODEL, batches()), 2, Clock())
+        loop.start()
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                records = loop.log.records()
+                if any(not r.ok for r in records) and sum(r.ok for r in records) >= 20:
+                    break
+                time.sleep(0.02)  # polling a condition, not timing one
+        finally:
+            loop.stop()
+    records = loop.log.records()
+    (stalled, *_) = [r for r in records if not r.ok]
+    assert "no TLS handshake" in stalled.error and "within 1 s" in stalled.error
+    assert 1.0 <= stalled.t_recv - stalled.t_send < 3.0
+    meanwhile = [r for r in records if r.ok and r.t_recv < stalled.t_recv]
+    assert len(meanwhile) >= 10 and loop.failure is None

@@ -114,6 +114,7 @@ class Connection:
         self._stage: str | None = None  # on the way to an open connection
         self._connect_deadline = 0.0  # time.monotonic()
         self._deadline: float | None = None  # of the blocking request under way
+        self._handshake_writes = False  # the TLS handshake waits to write, not to read
 
     @property
     def connected(self) -> bool:
@@ -121,6 +122,8 @@ class Connection:
 
     @property
     def wants_write(self) -> bool:
+        if self._stage == _TLS:  # the handshake says which way it waits
+            return self._handshake_writes
         return bool(self.out) or self._stage == _TCP
 
     def fileno(self) -> int:
@@ -176,7 +179,8 @@ class Connection:
             self._stage = _TLS
         try:
             self.socket.do_handshake()
-        except WOULD_BLOCK:
+        except WOULD_BLOCK as e:
+            self._handshake_writes = isinstance(e, ssl_module.SSLWantWriteError)
             return False
         except Exception:
             self.close()
