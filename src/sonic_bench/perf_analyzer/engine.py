@@ -25,7 +25,8 @@ import numpy as np
 from sonic_bench.engine.client import EncodedBatches
 from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.errors import SonicBenchError
-from sonic_bench.measure.level import Level, MeasurementSettings
+from sonic_bench.measure.level import Level, LevelHooks, MeasurementSettings
+from sonic_bench.measure.measured import MeasuredLevel
 from sonic_bench.measure.windows import Stability
 from sonic_bench.model.emtrackmichel import SIGNATURE as EMTRACKMICHEL_SIGNATURE
 from sonic_bench.model.signature import ModelSignature, TensorSpec, tensor_bytes
@@ -297,3 +298,49 @@ def measure_level(
         client_cpu_percent=cpu,
     )
     return PerfAnalyzerLevel(step, level, row, (started, ended), stability, tuple(warnings))
+
+
+@dataclass
+class PerfAnalyzerEngine:
+    """NVIDIA's perf_analyzer behind the engine boundary (`engine.boundary`): the same
+    batches written once as its input data, one run of it per level."""
+
+    endpoint: Endpoint
+    model: str
+    batch_size: int
+    data: Path  # its --input-data, written by `prepare`
+    settings: MeasurementSettings
+    stats: StatsReader | None
+    workdir: Path
+    signature: ModelSignature
+    hooks: LevelHooks
+    name: str = "perf_analyzer"
+
+    @classmethod
+    def prepare(
+        cls,
+        batches: EncodedBatches,
+        endpoint: Endpoint,
+        model: str,
+        batch_size: int,
+        settings: MeasurementSettings,
+        stats: StatsReader | None,
+        workdir: Path,
+        hooks: LevelHooks,
+    ) -> PerfAnalyzerEngine:
+        tls_arguments(endpoint)  # what it cannot do, refused before any level
+        data = write_input_data(batches, workdir / "input.json", batch_size, endpoint.shared_memory)
+        return cls(
+            endpoint, model, batch_size, data, settings, stats, workdir, batches.signature, hooks
+        )
+
+    def measure(self, step: int, level: Level) -> MeasuredLevel:
+        measured = measure_level(
+            step, level, self.endpoint, self.model, self.batch_size, self.data, self.settings,
+            self.stats, self.workdir, self.signature,
+        )  # fmt: skip
+        for message in measured.warnings:
+            self.hooks.warning(message)
+        return MeasuredLevel(
+            level, measured.row, measured.span, measured.stability, (), measured.warnings
+        )

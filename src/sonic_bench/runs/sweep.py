@@ -20,10 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from sonic_bench.analysis.throughput import BudgetAnswer, within_budget
-from sonic_bench.engine.client import EncodedBatches, InferClient
+from sonic_bench.engine.boundary import LevelEngine, NativeEngine
+from sonic_bench.engine.client import EncodedBatches
 from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.engine.http1 import slow_body_warning
 from sonic_bench.engine.loop import ensure_descriptors
@@ -31,24 +30,18 @@ from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import (
     Level,
     LevelHooks,
-    LevelResult,
     MeasurementSettings,
-    measure_level,
 )
-from sonic_bench.measure.records import RequestRecord
+from sonic_bench.measure.measured import MeasuredLevel
 from sonic_bench.measure.reference import InProcessReference
 from sonic_bench.measure.verdict import (
     DEFAULT_PERCENTILES,
-    LevelEvidence,
     Validity,
-    judge_row,
     run_verdict,
 )
-from sonic_bench.measure.windows import Stability
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics, server_series_row
 from sonic_bench.model.repository import MODEL_CALIBRATION, NETWORKS, model_for, network_of
-from sonic_bench.perf_analyzer import engine as perf_analyzer
-from sonic_bench.perf_analyzer.engine import write_input_data
+from sonic_bench.perf_analyzer.engine import PerfAnalyzerEngine, tls_arguments
 from sonic_bench.process import owned_folder
 from sonic_bench.results.manifest import new_manifest, target_parameters, workload_info
 from sonic_bench.results.schema import (
@@ -238,64 +231,6 @@ def _p99(measured: MeasuredLevel) -> float:
     return float(value) if value is not None and value == value else math.inf
 
 
-@dataclass(frozen=True)
-class MeasuredLevel:
-    """One level as any engine measured it: its steps.csv row and its requests."""
-
-    level: Level
-    row: dict
-    span: tuple[float, float]
-    stability: Stability
-    records: tuple[RequestRecord, ...] = ()  # none from perf_analyzer (it reports aggregates)
-    warnings: tuple[str, ...] = ()
-    failure: str | None = None  # why the level ended early: the run ends there
-    shared_server: bool = False  # another client's requests were on the server too
-
-    @classmethod
-    def native(cls, result: LevelResult) -> MeasuredLevel:
-        return cls(
-            result.level,
-            result.as_row(),
-            result.span,
-            result.stability,
-            result.records,
-            result.warnings,
-            result.failure,
-            result.shared_server,
-        )
-
-    def answered_latencies(self) -> np.ndarray | None:
-        """The measured span's answered latencies; None from an engine that reports
-        aggregates only."""
-        if not self.records:
-            return None if self.row.get("requests") else np.empty(0)
-        start, end = self.span
-        return np.array(
-            [r.latency_ms for r in self.records if r.ok and start <= r.t_recv < end], float
-        )
-
-    def judged(self, settings: MeasurementSettings, percentiles: Sequence[int]) -> dict:
-        """The row with its verdict (measure/verdict.py)."""
-        evidence = LevelEvidence(
-            duration_s=self.span[1] - self.span[0],
-            min_duration_s=settings.window_s * settings.rule.windows,
-            answers=int(self.row.get("requests") or 0),
-            errors=int(self.row.get("errors") or 0),
-            stable=self.stability is Stability.STABLE,
-            failure=self.failure,
-            shared_server=self.shared_server,
-        )
-        return judge_row(self.row, self.answered_latencies(), evidence, percentiles)
-
-    @property
-    def clean(self) -> bool:
-        """Every request answered, nobody else's on the server: a level a complete run
-        may hold."""
-        errors = self.row.get("errors") or 0
-        answered = self.row.get("requests") or 0
-        return self.failure is None and not errors and answered > 0 and not self.shared_server
-
-
 class LevelFailed(SonicBenchError):
     """A level ended early (its requests timed out, every one failed): what was measured
     is written, the run is partial, and no further level is tried."""
@@ -345,7 +280,7 @@ def run_sweep(
     ensure_descriptors(max(lv.concurrency or lv.max_in_flight for lv in plan.levels))
     with reach(target, hooks) as reached, RunMetrics(metrics, reached.metrics_urls) as recording:
         if plan.engine == "perf_analyzer":  # what it cannot do, refused before any work
-            perf_analyzer.tls_arguments(reached.endpoint)
+            tls_arguments(reached.endpoint)
         for message in recording.warnings:
             hooks.warning(message)
         if recording.source is not None:
@@ -476,24 +411,15 @@ def _sweep_one(
         if in_band_http and (message := slow_body_warning(batches.body_sizes())):
             hooks.warning(message)
             writer.warn(message)
+        engine: LevelEngine
         if plan.engine == "perf_analyzer":  # its input data and reports, removed at the end
             workdir = owned.enter_context(owned_folder("sonic-pa-"))
-            data = write_input_data(
-                batches, workdir / "input.json", round(average), endpoint.shared_memory
-            )
-
-        def measure(step: int, level: Level) -> MeasuredLevel:
-            if plan.engine == "native":
-                make_client = lambda: InferClient(endpoint, config.model, batches)  # noqa: E731
-                result = measure_level(step, level, make_client, plan.settings, stats, hooks)
-                return MeasuredLevel.native(result)
-            pa = perf_analyzer.measure_level(
-                step, level, endpoint, config.model, round(average), data, plan.settings,
-                stats, workdir, signature,
+            engine = PerfAnalyzerEngine.prepare(
+                batches, endpoint, config.model, round(average), plan.settings, stats,
+                workdir, hooks,
             )  # fmt: skip
-            for message in pa.warnings:
-                hooks.warning(message)
-            return MeasuredLevel(level, pa.row, pa.span, pa.stability, (), pa.warnings)
+        else:
+            engine = NativeEngine(endpoint, config.model, batches, plan.settings, stats, hooks)
 
         started = time.time()
         try:
@@ -505,7 +431,7 @@ def _sweep_one(
                     row["reference_inferences_per_s"] = reference.measure()
                 before = stats.snapshots() if isinstance(stats, ReplicaStats) else None
                 lost_before = set(stats.lost) if isinstance(stats, ReplicaStats) else set()
-                measured = measure(step, level)
+                measured = engine.measure(step, level)
                 row.update(measured.judged(plan.settings, plan.percentiles))
                 if before is not None:
                     measured = _replicas_of(
