@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import ROOT, locust_command, run_locust, server_config
 
@@ -190,8 +191,11 @@ def test_serve_replicas_gateway_prints_flags_that_reach_it_and_ctrl_c_stops_all(
         flags = shlex.split(line.split("sonic-bench sweep ", 1)[1])
         code = main(_sweep(flags, tmp_path, "--concurrency", "1"))
         assert code == 0, capsys.readouterr().err
+        started = psutil.Process(serve.pid).children(recursive=True)
+        names = {p.name() for p in started}
+        assert "nginx" in names and "tritonserver" in names, names
     finally:
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=60) == 0
-    left = subprocess.run(["pgrep", "-f", "sonic-gateway-"], capture_output=True, text=True)
-    assert left.stdout == ""
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive, [p.cmdline()[:3] for p in alive]  # the gateway and every replica

@@ -349,7 +349,8 @@ def test_a_level_with_too_few_answers_for_its_p99_says_invalid_with_the_bound(re
                 assert step["latency_ms_p99"] == ""  # no bound from so few
                 continue
             p99 = float(step["latency_ms_p99"])
-            assert round(p99, 3) in set(np.round(latencies, 3))  # an answer's own latency
+            # An answer's own latency (steps.csv keeps 6 digits, requests.csv 1 us).
+            assert np.min(np.abs(latencies - p99)) <= 1.5e-3
             assert p99 >= np.percentile(latencies, 99)
             if len(mine) == answers:
                 assert p99 == pytest.approx(early_stopping_bound(latencies, 99), abs=1e-3)

@@ -4,6 +4,7 @@ through the engine (`sonic_bench.engine`)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import socket
 import ssl
@@ -61,6 +62,10 @@ class AdminClient:
             return f"not live ({first_line(e)})"
         said = f": {text[0][:160]}" if text else ""
         return f"HTTP {response.status_code}{said}"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing must not hide why a check failed
+            self._client.close()
 
     def __getattr__(self, name: str):
         method = getattr(self._client, name)
@@ -167,6 +172,15 @@ def admin_client(endpoint: Endpoint) -> AdminClient:
 def check_server(endpoint: Endpoint, model: str) -> dict:
     """Fail with one clear line unless the server is live and `model` is ready."""
     client = admin_client(endpoint)
+    try:
+        return _checked(client, endpoint, model)
+    finally:
+        # Closed here, not by the garbage collector: a gRPC channel left to __del__ (held by
+        # an error's traceback) hung a gevent process (a Locust worker) on its way out.
+        client.close()
+
+
+def _checked(client: AdminClient, endpoint: Endpoint, model: str) -> dict:
     try:
         live = client.is_server_live()
     except Exception as e:  # transport errors come in many types
