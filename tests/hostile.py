@@ -13,7 +13,6 @@ is real; only the fault is scripted (a real Triton cannot be made to fail 1 requ
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import socket
@@ -25,6 +24,7 @@ from typing import Literal
 
 import grpc
 import h11
+from peers import Peer
 from tritonclient.grpc import service_pb2
 
 Fault = Literal[
@@ -69,38 +69,17 @@ class HostileHttp(_Front):
     def __init__(self, upstream: str, script: Script):
         super().__init__(script)
         self.upstream = upstream.split("://")[-1]
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.url = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        # The loopback server itself is the conformance suite's (threads, sockets, close).
+        self._peer = Peer(lambda link: self._serve(link.sock))
+        self.url = self._peer.url
 
     def __enter__(self) -> HostileHttp:
-        self._accepting.start()
+        self._peer.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self._accepting.join()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self._sockets.append(sock)
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        self.stopping.set()  # a held answer lets go first
+        self._peer.__exit__(*exc)
 
     def _serve(self, sock: socket.socket) -> None:
         upstream = http.client.HTTPConnection(self.upstream, timeout=60)

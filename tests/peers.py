@@ -81,7 +81,6 @@ class Peer:
         self._listener.settimeout(0.1)
         port = self._listener.getsockname()[1]
         self.url = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.port = port
         self.stopping = threading.Event()
         self.connections = 0
         self.processed = 0  # infer requests answered as served

@@ -83,14 +83,11 @@ END_STREAM = ACK = 0x1
 END_HEADERS = 0x4
 PADDED = 0x8
 PRIORITY = 0x20
-SETTINGS_HEADER_TABLE_SIZE = 0x1
 SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
 SETTINGS_MAX_FRAME_SIZE = 0x5
 SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 WINDOW_FRAMES = frozenset((Frame.WINDOW_UPDATE, Frame.SETTINGS))
-# Frames that carry no stream state we keep: read and let go.
-IGNORED = frozenset((Frame.PRIORITY,))
 
 
 class StreamReset(Exception):
@@ -186,7 +183,6 @@ class Http2Connection(Connection):
         # DATA waits for the server's first SETTINGS: a server that starts with a small
         # window (allowed) may hold to it before our acknowledgement (h2 does).
         self._settings_received = False
-        self._goaway_code = ErrorCode.NO_ERROR
 
     @staticmethod
     def encode_headers(headers: Sequence[tuple[str, str]]) -> HeaderBlock:
@@ -532,13 +528,12 @@ class Http2Connection(Connection):
     def _on_goaway(self, on: int, payload: bytes, stream: _Stream | None) -> None:
         if on != 0 or len(payload) < 8:
             raise ProtocolViolation(ErrorCode.PROTOCOL_ERROR, "a GOAWAY on a stream or short")
-        last, code = struct.unpack(">II", payload[:8])
+        last = struct.unpack(">I", payload[:4])[0]
         self._going_away = True  # finish what it will process, then a new connection
         if stream is not None and (last & MAX_STREAM_ID) < stream.id:
             raise Unprocessed()
         # A stream at or below `last` may still be answered: it is waited for (the
-        # connection closing first fails it), whatever the code says of the others.
-        self._goaway_code = code
+        # connection closing first fails it), whatever the error code says of the others.
 
     def _decoded(self, block: bytes) -> dict[bytes, bytes]:
         """A header block's headers. Triton's answers repeat the same few blocks, which
