@@ -16,6 +16,7 @@ from sonic_bench.measure.level import Level, LevelHooks, MeasurementSettings, me
 from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
 from sonic_bench.process import free_port
+from sonic_bench.triton.stats import StatsReader
 
 QUICK = MeasurementSettings(window_s=0.5, warmup_s=0.2, max_windows=3)
 
@@ -50,7 +51,8 @@ def test_sixty_four_requests_in_flight_from_one_thread(server, patches):
 def test_requests_larger_than_the_socket_takes_go_whole(server, patches, protocol):
     """2,300 patches are 21 MB: far more than a socket's buffer (and the first HTTP/2
     window), so the loop writes each request over many turns, two at a time; every one
-    is answered and Triton counts exactly what was recorded."""
+    is answered and Triton counts exactly what was recorded (once its statistics settle:
+    Triton counts a request just after answering it)."""
     url = server.grpc_url if protocol == "grpc" else server.http_url
     endpoint = Endpoint(url, protocol)
     batch = np.resize(patches, (2300, *patches.shape[1:]))
@@ -61,11 +63,13 @@ def test_requests_larger_than_the_socket_takes_go_whole(server, patches, protoco
             Level(concurrency=2),
             lambda: InferClient(endpoint, MODEL_CALIBRATION, batches),
             QUICK,
-            None,
+            StatsReader(endpoint, MODEL_CALIBRATION),
         )
     after = model_value(scrape(server.metrics_url), "nv_inference_count", MODEL_CALIBRATION)
+    recorded = sum(r.batch_size for r in result.records)
     assert len(result.records) >= 4 and all(r.ok for r in result.records)
-    assert after - before == sum(r.batch_size for r in result.records)
+    assert result.server_level.inference_count == recorded
+    assert after - before == recorded
 
 
 def test_an_answer_later_than_the_timeout_fails_the_request(server, patches):

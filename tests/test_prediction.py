@@ -4,6 +4,7 @@ Locust run would find, and the most load within a p99 budget."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from helpers import quick_sweep
@@ -11,6 +12,7 @@ from helpers import quick_sweep
 from sonic_bench.analysis import synthetic
 from sonic_bench.analysis.analyze import PlannedJobs, predict_from_runs
 from sonic_bench.analysis.prediction import JobPlan
+from sonic_bench.analysis.report import budget_line
 from sonic_bench.analysis.throughput import within_budget
 from sonic_bench.cli import main
 from sonic_bench.loadgen.scale import plan_events
@@ -159,9 +161,24 @@ def test_a_noisy_level_above_the_first_over_budget_does_not_count():
     assert answer.concurrency == 1
 
 
+def test_a_level_without_a_p99_is_named_not_called_slow():
+    """Too few answers to bound a p99 (its row holds none): the search stops there, and the
+    answer says why instead of "exceeds"."""
+    lowest = budget_line(within_budget([1, 8], [math.inf, 5.0], [1.0, 8.0], 20.0))
+    assert lowest == (
+        "p99 budget 20 ms: concurrency 1 has no p99 to judge "
+        "(too few answers to bound it: lengthen --window)"
+    )
+    higher = within_budget([1, 4, 8], [3.0, math.inf, 5.0], [1.0, 4.0, 8.0], 20.0)
+    assert (higher.concurrency, higher.without_p99_at) == (1, 4)
+    slow = within_budget([1, 8], [30.0, math.inf], [1.0, 8.0], 20.0)
+    assert budget_line(slow) == "p99 budget 20 ms: even the lowest level exceeds it"
+
+
 def test_sweep_with_a_latency_budget_against_the_real_server(server, tmp_path, capsys):
-    """The bisection runs real levels; the answer is printed, recorded and analysed."""
-    budget = ("--concurrency", "1-8", "--latency-budget", "1000000")
+    """The bisection runs real levels; the answer is printed, recorded and analysed.
+    Batches of 8: enough answers in the short windows to bound every level's p99."""
+    budget = ("--batch", "8", "--concurrency", "1-8", "--latency-budget", "1000000")
     code = main(quick_sweep(server, tmp_path, *budget))
     assert code == 0
     out = capsys.readouterr().out

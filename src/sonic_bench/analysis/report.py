@@ -142,11 +142,19 @@ def replica_rows(s: SweepSummary):
 
 
 def budget_line(answer: BudgetAnswer) -> str:
+    head = f"p99 budget {answer.budget_ms:g} ms: "
+    stopped = (
+        ""
+        if answer.without_p99_at is None
+        else f"concurrency {answer.without_p99_at:g} has no p99 to judge "
+        "(too few answers to bound it: lengthen --window)"
+    )
     if answer.concurrency is None:
-        return f"p99 budget {answer.budget_ms:g} ms: even the lowest level exceeds it"
+        return head + (stopped or "even the lowest level exceeds it")
     return (
-        f"p99 budget {answer.budget_ms:g} ms: at most concurrency {answer.concurrency:g}, "
+        f"{head}at most concurrency {answer.concurrency:g}, "
         f"{answer.inferences_per_s:,.0f} inf/s (p99 {answer.p99_ms:,.1f} ms)"
+        + (f"; {stopped}" if stopped else "")
     )
 
 

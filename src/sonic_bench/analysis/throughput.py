@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ class BudgetAnswer:
     concurrency: float | None  # None: even the lowest level measured exceeded the budget
     inferences_per_s: float | None
     p99_ms: float | None
+    # the level the search stopped at had no p99 (too few answers to bound it, or none):
+    # over the budget for all the search knows, and said so rather than called slow
+    without_p99_at: float | None = None
 
 
 def within_budget(
@@ -46,7 +50,8 @@ def within_budget(
 ) -> BudgetAnswer:
     """The highest level below the lowest one over the budget (perf_analyzer's answer to
     `--latency-threshold` with `--binary-search`); a noisy level above that one does not
-    count, since more load is not expected to lower the p99."""
+    count, since more load is not expected to lower the p99. A p99 of inf: the level
+    has none (it counts as over, and the answer names it)."""
     levels = sorted(
         (c, p, t)
         for c, p, t in zip(concurrency, p99_ms, inferences_per_s, strict=True)
@@ -54,8 +59,9 @@ def within_budget(
     )
     over = [c for c, p, _ in levels if p > budget_ms]
     first_over = min(over) if over else float("inf")
+    without_p99 = next((c for c, p, _ in levels if c == first_over and p == math.inf), None)
     within = [(c, p, t) for c, p, t in levels if p <= budget_ms and c < first_over]
     if not within:
-        return BudgetAnswer(budget_ms, None, None, None)
+        return BudgetAnswer(budget_ms, None, None, None, without_p99)
     c, p, t = within[-1]
-    return BudgetAnswer(budget_ms, c, t, p)
+    return BudgetAnswer(budget_ms, c, t, p, without_p99)
