@@ -94,7 +94,7 @@ def test_a_sweep_through_the_gateway_counts_what_every_replica_served(
     assert "replicas:" in capsys.readouterr().err
 
 
-def test_a_locust_run_through_the_gateway_is_complete(deployment, tmp_path):
+def test_a_locust_run_through_the_gateway_is_complete_with_each_replicas_part(deployment, tmp_path):
     command = locust_command(
         deployment.replicas[0], tmp_path, "--model", MODEL_CALIBRATION, "--metrics", "off",
         "--staircase", "2", "--step-seconds", "3", "--other-seconds", "0.5",
@@ -104,9 +104,39 @@ def test_a_locust_run_through_the_gateway_is_complete(deployment, tmp_path):
         del command[at : at + 2]
     command += deployment.client_flags("grpc")
     done = run_locust(command)
-    manifest = json.loads((_folder(tmp_path) / "manifest.json").read_text())
+    folder = _folder(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "complete", done.stderr[-3000:]
     assert len(manifest["load"]["parameters"]["gateway"]["replicas"]) == 2
+    # Each step's part of each replica; a request in flight as a step ends may count in
+    # the next, so the sum over the steps is what must equal the answered inferences.
+    replicas = _rows(folder / "replicas.csv")
+    steps = {row["step"] for row in _rows(folder / "steps.csv")}
+    assert {row["step"] for row in replicas} == steps and len(replicas) == 2 * len(steps)
+    answered = sum(
+        int(r["batch_size"]) for r in _rows(folder / "requests.csv.gz") if r["ok"] == "1"
+    )
+    assert sum(int(row["inferences"]) for row in replicas) == answered
+    assert min(float(row["share"]) for row in replicas) > 0.2
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_perf_analyzer_through_the_gateway_checks_its_certificate_and_sends_the_token(
+    deployment, tmp_path, capsys, protocol
+):
+    """NVIDIA's perf_analyzer against a real TLS endpoint: the gateway's own CA (verify
+    peer and host over HTTPS), the bearer token as its -H; the replicas served at least
+    what it measured (it counts its windows, they count its warm-up too)."""
+    flags = deployment.client_flags(protocol)
+    code = main([*_sweep(flags, tmp_path, "--concurrency", "2"), "--engine", "perf_analyzer"])
+    assert code == 0, capsys.readouterr().err
+    folder = _folder(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "complete", manifest["warnings"]
+    assert manifest["load"]["parameters"]["tls"]["ca"]
+    (step,) = _rows(folder / "steps.csv")
+    served = sum(int(row["inferences"]) for row in _rows(folder / "replicas.csv"))
+    assert served >= float(step["requests"]) * float(step["batch_size"]) > 0
 
 
 def test_a_wrong_token_is_refused_in_one_line_that_names_the_header(deployment, tmp_path, capsys):

@@ -310,7 +310,7 @@ def _start_run(environment, **_) -> None:
     for message in recorder.metrics.warnings if recorder.metrics else ():
         logger.warning("sonic-bench: %s", message)
     state.recorder, state.warnings = recorder, []
-    environment.events.sonic_step.add_listener(recorder.steps.on_step)
+    environment.events.sonic_step.add_listener(recorder.on_step)
     environment.events.sonic_users.add_listener(recorder.steps.on_running)
     # The staircase's clock starts now that users can run: the workload was being built
     # until here, and the first step must not lose that time.
@@ -336,7 +336,7 @@ def _detach(environment, state: LoadgenState) -> RunRecorder | None:
     if state.step_watcher is not None:
         state.step_watcher.kill(block=False)
         state.step_watcher = None
-    environment.events.sonic_step.remove_listener(recorder.steps.on_step)
+    environment.events.sonic_step.remove_listener(recorder.on_step)
     environment.events.sonic_users.remove_listener(recorder.steps.on_running)
     return recorder
 

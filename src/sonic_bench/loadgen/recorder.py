@@ -24,7 +24,7 @@ from sonic_bench.measure.stats import summarize_latencies
 from sonic_bench.metrics.recording import RunMetrics, server_series_row
 from sonic_bench.results.schema import RunStatus, iso_utc
 from sonic_bench.results.store import RunWriter
-from sonic_bench.triton.stats import StatsReader
+from sonic_bench.triton.stats import ModelStats, ReplicaStats, StatsReader, replica_rows
 
 MESSAGE = "sonic_records"
 FLUSH_INTERVAL_S = 1.0
@@ -138,7 +138,7 @@ class RunRecorder:
         metrics: RunMetrics | None,
         max_failed_events: int,
         settings: dict | None = None,
-        stats: StatsReader | None = None,
+        stats: StatsReader | ReplicaStats | None = None,
     ):
         self.writer = writer
         self.settings = settings or {}  # what the leading process asked for
@@ -150,7 +150,11 @@ class RunRecorder:
         self.tallies: dict[int, StepTally] = {}
         self.sent = 0  # requests recorded, answered or not
         # Triton's count for the model at the start: another client shows at the end.
+        # Behind a gateway: every replica's counts as each step began (the previous one's
+        # end), so each step's rows in replicas.csv say which replica served what.
+        self.replica_marks: dict[int, tuple[ModelStats, ...]] = {}
         self.stats, self.stats_before = stats, None
+        self._mark_replicas(0)  # before any user runs: the first step's start
         if stats is not None:
             with contextlib.suppress(SonicBenchError):  # no statistics: no such check
                 self.stats_before = stats.snapshot()
@@ -158,6 +162,33 @@ class RunRecorder:
         self.metrics = self._resources.enter_context(metrics) if metrics is not None else None
         if self.metrics is not None:
             writer.update(metrics=self.metrics.info())
+
+    def on_step(self, users: int, when: float, **extra) -> None:
+        """A step begins (the staircase's event): logged, and the replicas' counts marked."""
+        known = len(self.steps.steps)
+        self.steps.on_step(users, when, **extra)
+        if len(self.steps.steps) > known:
+            self._mark_replicas(self.steps.steps[-1].index)
+
+    def _mark_replicas(self, index: int) -> None:
+        if isinstance(self.stats, ReplicaStats):
+            with contextlib.suppress(SonicBenchError):  # no replica answers: the run says so
+                self.replica_marks.setdefault(index, self.stats.snapshots())
+
+    def _write_replicas(self, step: Step, row: dict) -> None:
+        """The step's part of each replica, from its mark to the next step's."""
+        before, after = self.replica_marks.get(step.index), self.replica_marks.get(step.index + 1)
+        if not isinstance(self.stats, ReplicaStats) or before is None or after is None:
+            return
+        rows = replica_rows(
+            step.index,
+            self.stats.urls,
+            before,
+            after,
+            float(row["inferences_per_s"]),
+            tuple(self.stats.lost),
+        )
+        self.writer.append_replicas(rows)
 
     def _tally(self, step: Step) -> StepTally:
         if step.index not in self.tallies:
@@ -242,6 +273,7 @@ class RunRecorder:
                     end = step.end or time.time()
                     row.update(server_series_row(self.metrics.level(model, step.start, end)))
                 self.writer.append_step(row)
+                self._write_replicas(step, row)
                 tally.written = True
 
     def _shared_server(self) -> list[str]:
@@ -254,6 +286,14 @@ class RunRecorder:
         model = self.writer.manifest.server.model
         return list(shared_server_warnings("the run", model, self.sent, counted))
 
+    def _lost(self) -> list[str]:
+        lost = self.stats.lost if isinstance(self.stats, ReplicaStats) else {}
+        return [
+            f"replica {url} stopped answering ({why}): the requests it served after its "
+            "last count are not checked against the run's"
+            for url, why in lost.items()
+        ]
+
     def abandon(self, reason: str) -> None:
         """Stop recording: the metrics recording ends, the manifest says why."""
         with contextlib.suppress(Exception):  # it must not hide the reason
@@ -264,6 +304,7 @@ class RunRecorder:
         """Write what is left, stop the metrics recording, and close the manifest. A run
         in which requests failed is never `complete`."""
         self.steps.close(time.time())
+        self._mark_replicas(len(self.steps.steps))  # the last step's end
         self.write_finished_steps(float("inf"))
         try:
             if self.metrics is not None:
@@ -280,5 +321,5 @@ class RunRecorder:
             self.writer.update(load=replace(load, parameters=parameters))
         if status != "complete" and not self.writer.steps_written:
             status = "failed"
-        self.writer.finish(status, (*warnings, *failed))
+        self.writer.finish(status, (*warnings, *failed, *self._lost()))
         return self.writer.folder
