@@ -18,6 +18,7 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model import jettagger
 from sonic_bench.model.emtrackmichel import model_bytes
+from sonic_bench.model.precision import FP32, PRECISIONS, convert, protodune_calibration
 
 MODEL_DYNAMIC_BATCHING = "cnn_emtrkmichel_1"  # LArSoft's name for this model
 MODEL_NO_DYNAMIC_BATCHING = "cnn_emtrkmichel_1_nodb"
@@ -75,6 +76,9 @@ def slowed_copy(repository: Path, root: Path, slowdown: float) -> Path:
         os.link(source / "1" / ONNX_FILE, target / "1" / ONNX_FILE)
     except OSError:
         shutil.copyfile(source / "1" / ONNX_FILE, target / "1" / ONNX_FILE)
+    for output in read_config(source / CONFIG_FILE).output:
+        if output.label_filename:  # Triton will not load the model without its labels
+            shutil.copyfile(source / output.label_filename, target / output.label_filename)
     config = read_config(source / CONFIG_FILE)
     if parameter(config, "slowdown") is None:
         raise SonicBenchError(f"{source / CONFIG_FILE} has no slowdown parameter")
@@ -103,9 +107,10 @@ def model_for(dynamic_batching: bool) -> str:
     return MODEL_DYNAMIC_BATCHING if dynamic_batching else MODEL_NO_DYNAMIC_BATCHING
 
 
-def models_needing_onnx(repository: Path) -> dict[str, list[Path]]:
-    """Version-1 folders of every model whose config runs a network, by network."""
-    folders: dict[str, list[Path]] = {}
+def models_needing_onnx(repository: Path) -> dict[tuple[str, str], list[Path]]:
+    """Version-1 folders of every model whose config runs a network, by network and
+    precision (the `precision` parameter: fp32 unless it names a variant)."""
+    folders: dict[tuple[str, str], list[Path]] = {}
     for path in sorted(repository.glob(f"*/*/{CONFIG_FILE}")):
         config = read_config(path)
         if parameter(config, "compute") == "zeros":
@@ -116,14 +121,35 @@ def models_needing_onnx(repository: Path) -> dict[str, list[Path]]:
                 f"{path}: network {network!r} is not one sonic-bench builds "
                 f"({', '.join(NETWORKS)}); give the model its own model.onnx"
             )
-        folders.setdefault(network, []).append(path.parent / "1")
+        precision = parameter(config, "precision") or FP32
+        if precision not in PRECISIONS:
+            raise SonicBenchError(
+                f"{path}: precision {precision!r} is not one sonic-bench builds "
+                f"({', '.join(PRECISIONS)})"
+            )
+        folders.setdefault((network, precision), []).append(path.parent / "1")
     return folders
+
+
+def network_bytes(network: str, precision: str = FP32, seed: int | None = None) -> bytes:
+    """A network's ONNX in a precision: its FP32 graph from the seed, converted."""
+    build = NETWORKS[network]
+    fp32 = build(seed) if network == EMTRACKMICHEL and seed is not None else build()
+    if precision == FP32:
+        return fp32
+    calibration = protodune_calibration() if precision == "int8-static" else None
+    if calibration is not None and network != EMTRACKMICHEL:
+        raise SonicBenchError(
+            f"int8-static calibrates on ProtoDUNE-SP patches, which {network} does not take: "
+            "use int8-dynamic or fp16"
+        )
+    return convert(fp32, precision, calibration)
 
 
 def export_onnx(repository: Path, seed: int | None = None) -> list[Path]:
     """Write model.onnx into every model of `repository` that needs one (hard links
-    between the copies of one network); returns the paths. `seed` is EmTrackMichelId's
-    (the other networks keep their own)."""
+    between the copies of one network in one precision); returns the paths. `seed` is
+    EmTrackMichelId's (the other networks keep their own)."""
     networks = models_needing_onnx(repository)
     if not networks:
         raise SonicBenchError(
@@ -131,9 +157,8 @@ def export_onnx(repository: Path, seed: int | None = None) -> list[Path]:
             "pointing at sonic-bench's model_repository/"
         )
     written = []
-    for network, folders in networks.items():
-        build = NETWORKS[network]
-        data = build(seed) if network == EMTRACKMICHEL and seed is not None else build()
+    for (network, precision), folders in networks.items():
+        data = network_bytes(network, precision, seed)
         first = folders[0] / ONNX_FILE
         _write_if_changed(first, data)
         written.append(first)

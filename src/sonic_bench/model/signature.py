@@ -249,3 +249,21 @@ def bf16_bytes(values: np.ndarray) -> bytes:
     bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
     rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
     return rounded.astype("<u2").tobytes()
+
+
+def tensor_from_bytes(data: bytes, datatype: str, shape: Sequence[int]) -> np.ndarray:
+    """A tensor read back from Triton's binary protocol (the inverse of `tensor_bytes`):
+    BF16 widened to float32, BYTES as an object array of bytes."""
+    shape = tuple(int(d) for d in shape)
+    if datatype == "BYTES":
+        items, at = [], 0
+        while at < len(data):
+            size = int.from_bytes(data[at : at + 4], "little")
+            items.append(bytes(data[at + 4 : at + 4 + size]))
+            at += 4 + size
+        return np.array(items, dtype=object).reshape(shape)
+    if datatype == "BF16":
+        bits = np.frombuffer(data, "<u2").astype(np.uint32) << 16
+        return bits.view(np.float32).reshape(shape)
+    kind = np.dtype(NUMPY_TYPES[datatype]).newbyteorder("<")
+    return np.frombuffer(data, kind).reshape(shape).astype(NUMPY_TYPES[datatype])

@@ -1,0 +1,1 @@
+../../cnn_emtrkmichel_1/1/model.py
