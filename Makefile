@@ -14,7 +14,7 @@ ONNX := model_repository/embedded/cnn_emtrkmichel_1/1/model.onnx
 RESULTS ?= results
 BENCH_ARGS ?=
 
-.PHONY: setup system-packages test serve bench-standalone baseline bench bench-smoke bench-micro \
+.PHONY: setup system-packages test serve bench-standalone baseline bench bench-smoke bench-variants bench-micro \
 	bench-micro-save lint clean
 
 setup: $(BIN)/.installed system-packages $(ONNX) $(BIN)/perf_analyzer
@@ -110,6 +110,20 @@ bench-smoke: setup
 		--results $(RESULTS)/smoke --label smoke
 	$(BIN)/sonic-bench check $$(ls -d $(RESULTS)/smoke/*/ | head -n 1) \
 		--baseline bench/baselines/smoke.json --thresholds bench/thresholds.toml
+	$(BIN)/sonic-bench accuracy --events 2 --event-scale 0.05 --http-port 8010 --grpc-port 8011 \
+		--metrics-port 8012 --results $(RESULTS)/smoke-accuracy
+	$(BIN)/sonic-bench check $$(ls -d $(RESULTS)/smoke-accuracy/*/ | tail -n 1) \
+		--thresholds bench/thresholds.toml
+
+# The reduced-precision variants beside FP32 in one job: each model's sweep at batch ~235
+# with dynamic batching, then its accuracy run over 20 ProtoDUNE-SP events (a tenth of the
+# detector each), one table of throughput at saturation, p99 at the knee and drift.
+VARIANTS ?= cnn_emtrkmichel_1,cnn_emtrkmichel_fp16,cnn_emtrkmichel_int8,cnn_emtrkmichel_int8_dynamic
+bench-variants: setup
+	$(BIN)/sonic-bench sweep --model $(VARIANTS) --batch small --concurrency 1,2,4 --window 2 \
+		--window-requests 50 --warmup 2 --max-windows 6 --percentiles 50,90 --accuracy \
+		--results $(RESULTS)/variants-$(STAMP) $(BENCH_ARGS)
+	$(BIN)/sonic-bench analyze $(RESULTS)/variants-$(STAMP) --output $(RESULTS)/variants-$(STAMP)/analysis
 
 # Figures that the issues ask for, each a ratio measured in one run (see bench/README.md).
 bench: setup

@@ -3,9 +3,11 @@
 Each stands in front of a real tritonserver and passes every call through, except the
 inference requests that its script picks: those it fails, never answers, answers a byte a
 second, answers and then drops the connection, cuts off mid-answer, (gRPC) answers OK
-with no output tensor at all, or answers OK with an output dropped, reshaped or retyped
-(`drop`, `reshape`, `retype`). What a client of the real server sees
-is real; only the fault is scripted (a real Triton cannot be made to fail 1 request in 20).
+with no output tensor at all, answers OK with an output dropped, reshaped or retyped
+(`drop`, `reshape`, `retype`), or answers with the previous request's answer (`stale`: a
+well-formed answer for the wrong request, as a mixed-up cache or proxy gives). What a
+client of the real server sees is real; only the fault is scripted (a real Triton cannot
+be made to fail 1 request in 20).
 
     with HostileHttp(server.http_url, every(2, "fail")) as front:
         ... sweep --url front.url --protocol http ...
@@ -28,7 +30,17 @@ from peers import Peer
 from tritonclient.grpc import service_pb2
 
 Fault = Literal[
-    "ok", "fail", "silent", "trickle", "close", "truncate", "empty", "drop", "reshape", "retype"
+    "ok",
+    "fail",
+    "silent",
+    "trickle",
+    "close",
+    "truncate",
+    "empty",
+    "drop",
+    "reshape",
+    "retype",
+    "stale",
 ]
 TAMPERED = ("drop", "reshape", "retype")  # a real answer, changed as a broken server would
 Script = Callable[[int], Fault]  # the n-th inference request (from 0) -> what to do
@@ -50,6 +62,14 @@ class _Front:
         self.infer_requests = 0
         self.faults: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._previous = None  # the last inference answer passed through
+
+    def _swap(self, fault: Fault, answer):
+        """The answer to send: the previous one for `stale` (once there is one); the
+        real one is kept as the next stale answer."""
+        with self._lock:
+            previous, self._previous = self._previous, answer
+        return previous if fault == "stale" and previous is not None else answer
 
     def _next_fault(self) -> Fault:
         with self._lock:
@@ -100,6 +120,8 @@ class HostileHttp(_Front):
                     status, headers, answer = self._forward(upstream, request, body)
                 if fault in TAMPERED and status == 200:
                     headers, answer = _tampered_http(fault, headers, answer)
+                if request.target.endswith(b"/infer") and status == 200:
+                    status, headers, answer = self._swap(fault, (status, headers, answer))
                 wire = self._answer(peer, status, headers, answer)
                 if fault == "truncate":  # half the answer, then gone
                     sock.sendall(wire[: len(wire) // 2])
@@ -203,7 +225,7 @@ class HostileGrpc(_Front):
             response = service_pb2.ModelInferResponse.FromString(answer)
             _tamper(fault, response.outputs, response.raw_output_contents)
             return response.SerializeToString()
-        return answer
+        return self._swap(fault, answer) if method.endswith("/ModelInfer") else answer
 
 
 def _tamper(fault: Fault, outputs, contents) -> None:

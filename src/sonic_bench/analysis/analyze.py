@@ -22,15 +22,19 @@ from sonic_bench.analysis.repeats import RepeatedConfiguration, repeated_configu
 from sonic_bench.analysis.report import write_report
 from sonic_bench.analysis.runs import LoadedRun, SkippedRun, find_runs, load_run
 from sonic_bench.analysis.summary import (
+    AccuracyRunSummary,
     BaselineSummary,
     LoadgenSummary,
     StoryRow,
     SweepSummary,
+    VariantRow,
     standalone_story,
+    summarize_accuracy,
     summarize_baseline,
     summarize_loadgen,
     summarize_sweep,
     to_json,
+    variant_rows,
 )
 from sonic_bench.errors import SonicBenchError
 
@@ -42,6 +46,12 @@ class Analysis:
     loadgens: list[LoadgenSummary]
     skipped: list[str]  # runs that could not be analysed, with the reason
     repeated: list[RepeatedConfiguration] = field(default_factory=list)
+    accuracies: list[AccuracyRunSummary] = field(default_factory=list)
+
+    @property
+    def variants(self) -> list[VariantRow]:
+        """Each accuracy run's model beside FP32: speed from its sweep, drift from it."""
+        return variant_rows(self.sweeps, self.accuracies)
 
     @property
     def story(self) -> list[StoryRow]:
@@ -50,11 +60,12 @@ class Analysis:
         return story if len(story) >= 2 else []
 
     def to_json(self) -> dict:
-        summaries = [*self.baselines, *self.sweeps, *self.loadgens]
+        summaries = [*self.baselines, *self.sweeps, *self.loadgens, *self.accuracies]
         out: dict = {"runs": [to_json(s) for s in summaries], "skipped": self.skipped}
         if self.story:
             out["standalone"] = [vars(row) for row in self.story]
         out["repeated"] = [r.as_json() for r in self.repeated]
+        out["variants"] = [vars(row) for row in self.variants]
         return out
 
 
@@ -73,7 +84,8 @@ def analyze(paths: list[Path]) -> Analysis:
     if not runs and not skipped:
         raise SonicBenchError(f"no run folders (with manifest.json) under {paths[0]}")
     of_kind = {
-        kind: [r for r in runs if r.kind == kind] for kind in ("baseline", "sweep", "loadgen")
+        kind: [r for r in runs if r.kind == kind]
+        for kind in ("baseline", "sweep", "loadgen", "accuracy")
     }
     baselines = [summarize_baseline(r) for r in of_kind["baseline"]]
     sweeps = [summarize_sweep(r, baselines) for r in of_kind["sweep"]]
@@ -84,7 +96,13 @@ def analyze(paths: list[Path]) -> Analysis:
         except (SkippedRun, ValueError) as e:
             skipped.append(f"{r.folder}: {e}" if isinstance(e, ValueError) else str(e))
     repeated = repeated_configurations(of_kind["sweep"])
-    return Analysis(baselines, sweeps, loadgens, skipped, repeated)
+    accuracies = []
+    for r in of_kind["accuracy"]:
+        try:
+            accuracies.append(summarize_accuracy(r))
+        except SkippedRun as e:
+            skipped.append(str(e))
+    return Analysis(baselines, sweeps, loadgens, skipped, repeated, accuracies)
 
 
 @dataclass(frozen=True)
@@ -175,5 +193,7 @@ def write_outputs(analysis: Analysis, output: Path, with_plots: bool = True):
         analysis.skipped,
         analysis.story,
         analysis.repeated,
+        analysis.accuracies,
+        analysis.variants,
     )
     return report, images

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sonic_bench.accuracy.drift import AccuracySummary
 from sonic_bench.analysis.repeats import RepeatedConfiguration, Spread
 from sonic_bench.analysis.summary import (
+    AccuracyRunSummary,
     BaselineSummary,
     LoadgenSummary,
     StoryRow,
     SweepSummary,
+    VariantRow,
     level_verdicts,
     replica_levels,
 )
@@ -410,6 +413,8 @@ def write_report(
     skipped: list[str],
     story: list[StoryRow] | None = None,
     repeated: list[RepeatedConfiguration] | None = None,
+    accuracies: list[AccuracyRunSummary] | None = None,
+    variants: list[VariantRow] | None = None,
 ) -> Path:
     parts = ["# sonic-bench analysis", ""]
     if story:
@@ -457,6 +462,7 @@ def write_report(
             *(f"- {line}" for line in repeat_lines(repeated)),
             "",
         ]
+    parts += accuracy_section(accuracies or [], variants or [])
     if loadgens:
         parts += [
             "## Grid jobs against the server (latency model fit)",
@@ -507,3 +513,83 @@ def write_report(
         parts += ["## Skipped", ""] + [f"- {reason}" for reason in skipped] + [""]
     path.write_text("\n".join(parts))
     return path
+
+
+VARIANT_HEADERS = (
+    "model",
+    "precision",
+    "inf/s at saturation",
+    "/ FP32",
+    "p99 at knee ms",
+    "largest |diff|",
+    "labels changed",
+    "Michel agreement",
+    "events changed",
+)
+
+
+def _maybe(value: float | None, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def variant_table_rows(rows: list[VariantRow]):
+    return [
+        (
+            r.model,
+            r.precision,
+            _maybe(r.max_inferences_per_s, ",.0f"),
+            _maybe(r.ratio_to_fp32, ".2f"),
+            _maybe(r.p99_at_knee_ms, ",.1f"),
+            _maybe(r.largest_abs, ".3g"),
+            _maybe(r.label_change_fraction, ".3%"),
+            _maybe(r.score_agreement, ".3%"),
+            r.events_changed,
+        )
+        for r in rows
+    ]
+
+
+def accuracy_section(accuracies: list[AccuracyRunSummary], variants: list[VariantRow]):
+    """The report's accuracy runs: a table beside FP32, then each run's figures."""
+    if not accuracies:
+        return []
+    parts = [
+        "## Accuracy beside speed",
+        "",
+        "Served answers against the FP32 network in-process on the same inputs; speed from "
+        "each model's sweep of the same batch setting.",
+        "",
+        _table(VARIANT_HEADERS, variant_table_rows(variants)),
+        "",
+    ]
+    for a in accuracies:
+        parts += [f"### {a.run.run_id} ({a.run.status})", ""]
+        parts += [f"    {line}" for line in accuracy_lines(a.accuracy)]
+        parts += [f"    served {a.inferences_per_s:,.0f} inf/s with every answer kept", ""]
+        parts += [f"- warning: {w}" for w in a.run.manifest.warnings]
+        parts += [""] if a.run.manifest.warnings else []
+    return parts
+
+
+def accuracy_lines(s: AccuracySummary) -> list[str]:
+    """An accuracy run in a few lines: each output's drift, labels, the score's cut."""
+    lines = [
+        f"accuracy of {s.model}: {s.answers:,} answers ({s.samples:,} samples) against "
+        f"{s.reference}"
+    ]
+    for o in s.outputs:
+        lines.append(f"  {o.name}: largest |diff| {o.max_abs:.3g}, mean {o.mean_abs:.3g}")
+    for d in s.labels:
+        lines.append(
+            f"  {d.output}: label changed for {d.changed:,} of {d.samples:,} ({d.fraction:.4%})"
+        )
+    if (c := s.score) is not None:
+        lines.append(
+            f"  {c.output} > {c.threshold:g}: agreement {c.agreement:.4%} "
+            f"({c.disagree:,} of {c.samples:,} differ); tagged {c.tagged_served:,} served, "
+            f"{c.tagged_reference:,} reference; {c.events_changed} of {c.events} events "
+            f"changed their count (by at most {c.max_event_change})"
+        )
+    for m in s.mixed_up:
+        lines.append(f"  MIXED UP: the answer to batch {m.batch} is batch {m.matches}'s")
+    return lines

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
+from sonic_bench.accuracy.drift import AccuracySummary
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.results.schema import STEP_COLUMNS, Manifest
 from sonic_bench.results.store import EVENTS, MANIFEST, REPLICAS, REQUESTS, STEPS, read_run
@@ -30,6 +31,7 @@ class LoadedRun:
     notes: tuple[str, ...] = ()  # what a reader must know before trusting the figures
     requests_intact: bool = True
     replicas: pd.DataFrame | None = None  # each replica's part of each level (a gateway's)
+    accuracy: AccuracySummary | None = None  # an accuracy run's comparison
 
     @property
     def status(self) -> str:
@@ -186,6 +188,7 @@ def load_run(folder: Path) -> LoadedRun:
         metrics=_label_columns(_csv(folder / "metrics.csv.gz", "metrics.csv.gz")),
         requests_intact=intact,
         replicas=_csv(folder / REPLICAS, "replicas.csv"),
+        accuracy=AccuracySummary.from_dict(stored.accuracy) if stored.accuracy else None,
     )
     notes = _notes(run.manifest, run.status, steps, events, intact)
     if non_finite:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sonic_bench.accuracy.drift import AccuracySummary
 from sonic_bench.analysis.mva import KNEE_FACTOR, median_absolute_relative_error
 from sonic_bench.analysis.prediction import (
     CurvePrediction,
@@ -98,6 +99,107 @@ class SweepSummary:
         """The run's verdict as written; None for a run from before verdicts."""
         m = self.run.manifest
         return None if m.verdict is None else Validity(tuple(m.verdict_reasons))
+
+
+@dataclass(frozen=True)
+class AccuracyRunSummary:
+    run: LoadedRun
+    accuracy: AccuracySummary
+    inferences_per_s: float  # served with every answer kept and decoded
+
+    @property
+    def precision(self) -> str:
+        return precision_of(self.run.manifest)
+
+
+def precision_of(manifest) -> str:
+    """The served model's precision (its config's `precision` parameter; fp32 if none)."""
+    parameters = manifest.server.model_config.get("parameters") or {}
+    return (parameters.get("precision") or {}).get("string_value") or "fp32"
+
+
+def summarize_accuracy(run: LoadedRun) -> AccuracyRunSummary:
+    if run.accuracy is None:
+        raise SkippedRun(f"{run.folder}: no accuracy.json (the accuracy run did not finish)")
+    steps = run.steps
+    seconds = (pd.to_datetime(steps.ended_at) - pd.to_datetime(steps.started_at)).dt.total_seconds()
+    served = (steps.inferences_per_s * seconds).sum()
+    rate = float(served / seconds.sum()) if seconds.sum() > 0 else math.nan
+    return AccuracyRunSummary(run, run.accuracy, rate)
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """One served model beside FP32: its speed (from its sweep) and its drift."""
+
+    model: str
+    precision: str
+    max_inferences_per_s: float | None
+    ratio_to_fp32: float | None
+    p99_at_knee_ms: float | None
+    largest_abs: float
+    label_change_fraction: float
+    score_agreement: float | None
+    events_changed: str
+
+
+def _setting(manifest) -> tuple:
+    return (manifest.workload.batch_size_setting, manifest.server.dynamic_batching)
+
+
+def _is_fp32_network(manifest, setting: tuple) -> bool:
+    """A sweep of a model that runs its network in FP32 (not the zero-compute stand-in)."""
+    parameters = manifest.server.model_config.get("parameters") or {}
+    computes = (parameters.get("compute") or {}).get("string_value", "onnx")
+    return (
+        precision_of(manifest) == "fp32" and computes != "zeros" and _setting(manifest) == setting
+    )
+
+
+def _best(sweeps: list[SweepSummary]) -> float | None:
+    """The last such sweep's saturated throughput."""
+    if not sweeps or sweeps[-1].saturation is None:
+        return None
+    return sweeps[-1].saturation.max_inferences_per_s
+
+
+def _p99_at_knee(sweep: SweepSummary) -> float | None:
+    if sweep.saturation is None:
+        return None
+    steps = sweep.run.steps
+    at = steps[steps.concurrency == sweep.saturation.knee_concurrency]
+    return _finite(float(at.latency_ms_p99.iloc[0])) if len(at) else None
+
+
+def variant_rows(
+    sweeps: list[SweepSummary], accuracies: list[AccuracyRunSummary]
+) -> list[VariantRow]:
+    """Each accuracy run's model with its sweep (same batch setting and batching), its
+    saturated throughput over the FP32 model's of the same setting."""
+    rows = []
+    for a in accuracies:
+        setting = _setting(a.run.manifest)
+        model = a.run.manifest.server.model
+        own = [s for s in sweeps if s.run.manifest.server.model == model]
+        own = [s for s in own if _setting(s.run.manifest) == setting] or own
+        fp32 = [s for s in sweeps if _is_fp32_network(s.run.manifest, setting)]
+        best = _best(own)
+        reference = _best(fp32)
+        score = a.accuracy.score
+        rows.append(
+            VariantRow(
+                model,
+                a.precision,
+                best,
+                best / reference if best and reference else None,
+                _p99_at_knee(own[-1]) if own else None,
+                a.accuracy.largest_abs,
+                a.accuracy.label_change_fraction,
+                score.agreement if score else None,
+                f"{score.events_changed}/{score.events}" if score else "-",
+            )
+        )
+    return rows
 
 
 @dataclass(frozen=True)
@@ -471,6 +573,11 @@ def to_json(summary) -> dict:
             "verdict_reasons": list(m.verdict_reasons) if m else [],
         }
     out = {"run_id": run.run_id, "kind": run.kind, "status": run.status}
+    if isinstance(summary, AccuracyRunSummary):
+        out["precision"] = summary.precision
+        out["inferences_per_s"] = _finite(summary.inferences_per_s)
+        out["accuracy"] = summary.accuracy.to_dict()
+        out["warnings"] = list(run.manifest.warnings)
     if isinstance(summary, SweepSummary):
         sat = summary.saturation
         out["throughput"] = {

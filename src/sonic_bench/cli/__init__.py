@@ -8,6 +8,7 @@ import sys
 
 from sonic_bench import __version__
 from sonic_bench.cli import (
+    accuracy_cmd,
     analyze_cmd,
     baseline_cmd,
     check_cmd,
@@ -27,6 +28,7 @@ COMMANDS = (
     workload_cmd,
     baseline_cmd,
     sweep_cmd,
+    accuracy_cmd,
     analyze_cmd,
     predict_cmd,
     check_cmd,

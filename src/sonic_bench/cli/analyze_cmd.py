@@ -15,6 +15,7 @@ from sonic_bench.analysis.report import (
     PREDICTION_HEADERS,
     STORY_HEADERS,
     SWEEP_HEADERS,
+    VARIANT_HEADERS,
     baseline_rows,
     budget_line,
     level_rows,
@@ -28,6 +29,7 @@ from sonic_bench.analysis.report import (
     story_rows,
     story_text,
     sweep_rows,
+    variant_table_rows,
 )
 from sonic_bench.cli.common import print_table, progress
 
@@ -96,6 +98,12 @@ def _print(analysis: Analysis) -> None:
             print_table(LEVEL_HEADERS, level_rows(s))
             for warning in s.warnings:
                 print(f"warning: {s.run.run_id}: {warning}")
+    if analysis.accuracies:
+        print("\naccuracy beside speed (served answers against FP32 in-process):")
+        print_table(VARIANT_HEADERS, variant_table_rows(analysis.variants))
+        for a in analysis.accuracies:
+            for warning in a.run.manifest.warnings:
+                print(f"warning: {a.run.run_id}: {warning}")
     if analysis.story:
         print("\nthe standalone story (the paper's Table 1 and Fig. 3):")
         print_table(STORY_HEADERS, story_rows(analysis.story))

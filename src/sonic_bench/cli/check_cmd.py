@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sonic_bench.accuracy.drift import AccuracySummary
 from sonic_bench.cli.common import print_table, progress
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.regress.accuracy import judge_accuracy, load_accuracy_limits
 from sonic_bench.regress.compare import Outcome, compare, mismatch, overall
 from sonic_bench.regress.samples import from_run, load_samples
 from sonic_bench.regress.thresholds import load_thresholds
+from sonic_bench.results.store import read_run
 
 DEFAULT_THRESHOLDS = Path("bench/thresholds.toml")
 
@@ -49,7 +52,37 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1%}"
 
 
+def _check_accuracy(args: argparse.Namespace, stored) -> int:
+    """An accuracy run against the [accuracy] drift limits: no baseline needed."""
+    if stored.accuracy is None:
+        raise CannotCompare(f"{args.run_folder} has no accuracy.json: the run did not finish")
+    if stored.manifest.status != "complete" and not args.allow_partial:
+        reasons = "; ".join(stored.manifest.warnings) or stored.manifest.status
+        raise CannotCompare(
+            f"the run is {stored.manifest.status} ({reasons}): or give --allow-partial"
+        )
+    summary = AccuracySummary.from_dict(stored.accuracy)
+    verdicts = judge_accuracy(summary, load_accuracy_limits(args.thresholds))
+    rows = [
+        (
+            v.figure,
+            "-" if v.value != v.value else f"{v.value:.3g}",
+            "0" if v.limit is None else f"{v.limit:g}",
+            "pass" if v.passed else "FAIL",
+        )
+        for v in verdicts
+    ]
+    print(f"{args.run_folder}: {summary.model} against {summary.reference}:")
+    print_table(("figure", "value", "limit", "verdict"), rows)
+    passed = all(v.passed for v in verdicts)
+    print("PASS" if passed else "FAIL")
+    return 0 if passed else int(Outcome.REGRESSION)
+
+
 def run(args: argparse.Namespace) -> int:
+    stored = read_run(args.run_folder) if args.run_folder.is_dir() else None
+    if stored is not None and stored.manifest.kind == "accuracy" and not args.export_baseline:
+        return _check_accuracy(args, stored)
     if args.export_baseline:
         path = from_run(args.run_folder).export(args.export_baseline)
         print(f"wrote baseline {path} from {args.run_folder}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sonic_bench.accuracy.run import DEFAULT_EVENTS, AccuracyPlan
 from sonic_bench.cli.common import float_list, int_list, progress
 from sonic_bench.cli.metrics_options import add_metrics_options, metrics_options
 from sonic_bench.cli.serve_cmd import add_server_options, gateway_options, server_config
-from sonic_bench.cli.sweep_output import print_summary, show_window
+from sonic_bench.cli.sweep_output import print_summary, print_variants, show_window
 from sonic_bench.measure.level import LevelHooks, MeasurementSettings
 from sonic_bench.measure.verdict import DEFAULT_PERCENTILES, parse_percentiles
 from sonic_bench.measure.windows import StabilityRule
@@ -109,6 +110,20 @@ def register(commands) -> None:
         default="native",
         help="who sends the load: sonic-bench, or NVIDIA's perf_analyzer on the same levels",
     )
+    accuracy = parser.add_argument_group("accuracy beside speed")
+    accuracy.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="after each model's levels, send a workload's every batch and compare each "
+        "answer with the FP32 network in-process (as `sonic-bench accuracy`); with "
+        "--model A,B,... one table of speed and drift per model",
+    )
+    accuracy.add_argument(
+        "--accuracy-events", type=int, default=DEFAULT_EVENTS, help="ProtoDUNE-SP events"
+    )
+    accuracy.add_argument(
+        "--accuracy-concurrency", type=int, default=4, help="requests in flight meanwhile"
+    )
     workload = parser.add_argument_group("workload")
     workload.add_argument("--pool-batches", type=int, default=24, help="batches replayed")
     workload.add_argument(
@@ -152,10 +167,20 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
         engine=args.engine,
         latency_budget_ms=args.latency_budget,
         uniform_batches=args.uniform_batches,
+        accuracy=AccuracyPlan(
+            model=options.model or "",
+            inputs=options.inputs(None),
+            concurrency=args.accuracy_concurrency,
+            events=args.accuracy_events,
+            results=args.results,
+        )
+        if args.accuracy
+        else None,
     )
 
 
-def target_from(args: argparse.Namespace) -> Target:
+def target_from(args: argparse.Namespace, models: tuple[str, ...] = ()) -> Target:
+    """The target of the shared options; an embedded server loads `models` (all: ())."""
     options = target_options(args)
     return Target(
         url=options.url,
@@ -164,7 +189,7 @@ def target_from(args: argparse.Namespace) -> Target:
         headers=dict(options.headers),
         shared_memory=options.shared_memory,
         metrics_url=args.metrics_url,
-        server=None if options.url else server_config(args),
+        server=None if options.url else server_config(args, models),
         timeout_s=options.timeout_s,
         connect_timeout_s=options.connect_timeout_s,
         tls=options.tls,
@@ -182,10 +207,17 @@ def run(args: argparse.Namespace) -> int:
         on_progress=[progress],
         on_warning=[lambda m: progress(f"warning: {m}")],
     )
-    sweeps = run_sweep(plan, target_from(args), metrics_options(args), hooks)
+    # The embedded server loads what the sweep measures: a repository of many models
+    # (the reduced-precision variants) starts in a fraction of the time.
+    models = tuple(dict.fromkeys(c.model for c in plan.configurations))
+    sweeps = run_sweep(plan, target_from(args, models), metrics_options(args), hooks)
     for sweep in sweeps:
         print_summary(sweep)
+    checked = [s for s in sweeps if s.accuracy is not None]
+    if checked:
+        print_variants(sweeps)
     unclean = [s for s in sweeps if s.status != "complete"]
+    unclean += [s for s in checked if s.accuracy.status != "complete"]
     if unclean:
         progress(
             f"sonic-bench: {len(unclean)} of {len(sweeps)} runs partial "

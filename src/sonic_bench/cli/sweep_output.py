@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from sonic_bench.analysis.report import budget_line
+from sonic_bench.analysis.analyze import analyze
+from sonic_bench.analysis.report import (
+    VARIANT_HEADERS,
+    accuracy_lines,
+    budget_line,
+    variant_table_rows,
+)
 from sonic_bench.analysis.throughput import saturation
 from sonic_bench.cli.common import print_table, progress
 from sonic_bench.measure.level import Level
@@ -83,3 +89,18 @@ def print_summary(sweep: SweepRun) -> None:
     if sweep.status != "complete":
         print(f"status: {sweep.status} ({sweep.errors} failed requests; see the warnings)")
     print(f"results: {sweep.folder}")
+
+
+def print_variants(sweeps: list[SweepRun]) -> None:
+    """Speed and drift per model, read back from the run folders just written (the same
+    table `sonic-bench analyze` gives)."""
+    folders = [s.folder for s in sweeps] + [s.accuracy.folder for s in sweeps if s.accuracy]
+    analysis = analyze(folders)
+    print("\naccuracy beside speed (served answers against FP32 in-process):")
+    print_table(VARIANT_HEADERS, variant_table_rows(analysis.variants))
+    for s in sweeps:
+        if s.accuracy is not None:
+            for line in accuracy_lines(s.accuracy.summary):
+                print(line)
+            for warning in s.accuracy.warnings:
+                progress(f"warning: {s.accuracy.folder.name}: {warning}")

@@ -8,10 +8,14 @@ depends only on the batch size, and answers that repeat byte for byte are judged
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
-from sonic_bench.model.signature import ModelSignature
+import numpy as np
+from tritonclient.grpc import service_pb2
+
+from sonic_bench.model.signature import ModelSignature, tensor_from_bytes
 
 # (name, datatype, shape with -1 where any size will do, bytes of data or None)
 Output = tuple[str, str, tuple[int, ...], int | None]
@@ -61,3 +65,32 @@ def expected_per_batch(
     """One ExpectedOutputs per batch, shared between batches of the same size."""
     made: dict[int, ExpectedOutputs] = {}
     return [made.setdefault(s, ExpectedOutputs(signature, s, with_data)) for s in sizes]
+
+
+# An answer's outputs by name, as arrays (the accuracy mode's view of an answer).
+Outputs = dict[str, np.ndarray]
+
+
+def grpc_outputs(message: bytes) -> Outputs:
+    """The outputs of a ModelInferResponse already judged as asked (`grpc_call._judge`)."""
+    response = service_pb2.ModelInferResponse.FromString(message)
+    return {
+        o.name: tensor_from_bytes(data, o.datatype, o.shape)
+        for o, data in zip(response.outputs, response.raw_output_contents, strict=True)
+    }
+
+
+def http_outputs(body: bytes, header_size: int) -> Outputs:
+    """The outputs of a KServe v2 answer already judged as asked (`http1.Answer.check`):
+    its JSON header, then each output's binary data in the header's order."""
+    header = json.loads(body[:header_size] or b"{}")
+    outputs, at = {}, header_size
+    for output in header.get("outputs") or ():
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            outputs[output["name"]] = np.asarray(output.get("data")).reshape(output["shape"])
+            continue
+        data = body[at : at + size]
+        outputs[output["name"]] = tensor_from_bytes(data, output["datatype"], output["shape"])
+        at += size
+    return outputs

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from sonic_bench.engine.answers import ExpectedOutputs, expected_per_batch
+from sonic_bench.engine.answers import (
+    ExpectedOutputs,
+    Outputs,
+    expected_per_batch,
+    grpc_outputs,
+    http_outputs,
+)
 from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.engine.grpc_call import (
     GrpcCallError,
@@ -151,12 +157,23 @@ class InferClient:
 
     Non-blocking (`set_blocking(False)`), an event loop drives the same request in steps,
     many clients from one thread: `begin(index)`, then `flush()` while `wants_write` and
-    `advance()` when the socket is readable, until it returns the batch size."""
+    `advance()` when the socket is readable, until it returns the batch size.
 
-    def __init__(self, endpoint: Endpoint, model: str, batches: EncodedBatches):
+    `on_answer(index, outputs)`: every answer's outputs as arrays (the accuracy mode);
+    without it they are judged (names, types, shapes, sizes) and never decoded."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        model: str,
+        batches: EncodedBatches,
+        on_answer: Callable[[int, Outputs], None] | None = None,
+    ):
         self.endpoint = endpoint
         self.model = model
         self.batches = batches
+        self.on_answer = on_answer
+        self._http_answer = None  # the last HTTP answer, for on_answer
         self._shm: WorkerOutputs | None = None
         self._raw: RawInferChannel | None = None
         self._http: RawHttpConnection | None = None
@@ -206,7 +223,7 @@ class InferClient:
             if self._raw is not None:
                 self._raw.infer(self._requests[index], self._expected[index])
             else:
-                self._http.infer(self._bodies[index], self._expected[index])
+                self._http_answer = self._http.infer(self._bodies[index], self._expected[index])
             return self._answered(index)
         except Exception as e:
             raise _infer_error(e) from None
@@ -242,6 +259,7 @@ class InferClient:
                 if answer is None:
                     return None
                 answer.check(self._expected[self._index])
+                self._http_answer = answer
             return self._answered(self._index)
         except Exception as e:
             raise _infer_error(e) from None
@@ -274,9 +292,26 @@ class InferClient:
         self._connection.set_blocking(blocking)
 
     def _answered(self, index: int) -> int:
+        size = self.batches.sizes[index]
+        if self._shm is not None and self.on_answer is None:
+            self._shm.first_output(size)
+        if self.on_answer is not None:
+            self.on_answer(index, self._outputs(size))
+        return size
+
+    def _outputs(self, size: int) -> Outputs:
         if self._shm is not None:
-            self._shm.first_output(self.batches.sizes[index])
-        return self.batches.sizes[index]
+            signature = self.batches.signature
+            shapes = [signature.shape(spec, size) for spec in signature.outputs]
+            read = self._shm.read_outputs(size, shapes)
+            for spec in signature.outputs:
+                if spec.datatype == "BF16":  # raw bits in the region
+                    bits = read[spec.name].astype(np.uint32) << 16
+                    read[spec.name] = bits.view(np.float32)
+            return read
+        if self._raw is not None:
+            return grpc_outputs(self._raw.last_message())
+        return http_outputs(self._http_answer.body, self._http_answer.header_size)
 
     def close(self) -> None:
         for connection in (self._raw, self._http, self._shm):

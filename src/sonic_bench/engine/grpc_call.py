@@ -107,6 +107,7 @@ class RawInferChannel:
     ):
         target = target_of(url)
         address = address_of(url, tls is not None)
+        self.last: Response | None = None  # the last answer judged as asked
         self.connection = Http2Connection(address, tls, timeout_s, connect_timeout_s)
         self._header_block = Http2Connection.encode_headers(
             [
@@ -123,7 +124,9 @@ class RawInferChannel:
         )
 
     def infer(self, request: bytes, expected: ExpectedOutputs) -> None:
-        _judge(self.connection.request(self._header_block, request), expected)
+        answer = self.connection.request(self._header_block, request)
+        _judge(answer, expected)
+        self.last = answer
 
     def begin(self, request: bytes) -> None:
         self.connection.begin(self._header_block, request)
@@ -134,7 +137,12 @@ class RawInferChannel:
         if answer is None:
             return False
         _judge(answer, expected)
+        self.last = answer
         return True
+
+    def last_message(self) -> bytes:
+        """The last answer's ModelInferResponse (judged as asked already)."""
+        return self.last.data[5:]
 
     def close(self) -> None:
         self.connection.close()

@@ -155,6 +155,12 @@ class Answer:
         text = self.body.decode(errors="replace").strip().splitlines()
         return f"{status}: {text[0][:160]}" if text else status
 
+    @property
+    def header_size(self) -> int:
+        """Bytes of the JSON header at the body's start (the rest: binary outputs)."""
+        given = self.headers.get(HEADER_LENGTH)
+        return int(given) if given else len(self.body)
+
     def _judge(self, expected: ExpectedOutputs) -> str | None:
         header_size = self.headers.get(HEADER_LENGTH)
         try:
@@ -259,9 +265,11 @@ class RawHttpConnection(Connection):
         self._in_flight = False
         self._known: dict[bytes, _Parsed] = {}  # small answers, as they arrived
 
-    def infer(self, request: RequestBody, expected: ExpectedOutputs) -> None:
+    def infer(self, request: RequestBody, expected: ExpectedOutputs) -> Answer:
         self.begin(request)
-        self.finish(self.advance).check(expected)
+        answer = self.finish(self.advance)
+        answer.check(expected)
+        return answer
 
     def begin(self, request: RequestBody) -> None:
         try:

@@ -311,6 +311,47 @@ class ClosedLoop(_EventLoop):
         self._send(slot, index % len(slot.client.batches))
 
 
+class EachOnce(_EventLoop):
+    """Every batch sent `passes` times, in order, by whichever of `concurrency` slots is
+    free (the accuracy mode: each answer kept, none sent twice by chance); `finished`
+    is set once every request has its record, answered or failed."""
+
+    def __init__(self, make_client, concurrency: int, clock: Clock, passes: int = 1):
+        super().__init__(make_client, concurrency, clock)
+        self.passes = passes
+        self.finished = threading.Event()
+        self._next = 0  # requests begun
+        self._recorded = 0
+
+    def _send_due(self, now: float) -> None:
+        for slot in [s for s in self._idle if s.ready_at <= now]:
+            self._send_next(slot)
+
+    def _answered(self, slot: _Slot) -> None:
+        self._send_next(slot)
+
+    def _send_next(self, slot: _Slot) -> None:
+        count = len(slot.client.batches)
+        if self._next < count * self.passes:
+            self._next += 1
+            self._send(slot, (self._next - 1) % count)
+
+    def _done(self, slot: _Slot, size: int | None, error: str | None) -> None:
+        super()._done(slot, size, error)
+        self._recorded += 1
+        if self._recorded >= len(slot.client.batches) * self.passes:
+            self.finished.set()
+
+    def run(self) -> None:
+        """Start, wait until every request has its record (or the loop gave up on a
+        stalled server, `failure`), stop."""
+        self.start()
+        while not self.finished.wait(STOP_POLL_S):
+            if not self._thread.is_alive():
+                break
+        self.stop()
+
+
 class OpenLoop(_EventLoop):
     """Sends at scheduled times with up to `max_in_flight` requests outstanding; a send
     that finds every slot busy waits, and its latency counts the wait."""

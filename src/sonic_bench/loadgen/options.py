@@ -204,6 +204,10 @@ def _check(parsed) -> None:
     as the command line, the environment or the web UI gave it: one error naming it."""
     if parsed.requests_per_event < 1:
         raise SonicBenchError(f"--requests-per-event {parsed.requests_per_event}: give 1 or more")
+    if "," in (parsed.model or ""):
+        raise SonicBenchError(
+            f"--model {parsed.model}: a Locust run's jobs call one model (a sweep takes a list)"
+        )
     if parsed.max_retries < 0 or parsed.max_failed_events < 0:
         raise SonicBenchError("--max-retries and --max-failed-events must not be negative")
     if not (math.isfinite(parsed.event_scale) and 0 < parsed.event_scale <= 1):

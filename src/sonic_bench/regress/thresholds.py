@@ -91,9 +91,12 @@ def load_thresholds(path: Path) -> list[Threshold]:
         raise SonicBenchError(f"thresholds file {path} not found") from None
     except tomllib.TOMLDecodeError as e:
         raise _fail(path, f"not valid TOML ({e})") from None
-    unknown = set(data) - {"defaults", "metrics"}
+    unknown = set(data) - {"defaults", "metrics", "accuracy"}  # accuracy: regress/accuracy.py
     if unknown:
-        raise _fail(path, f"unknown sections {sorted(unknown)}: use [defaults] and [metrics.NAME]")
+        raise _fail(
+            path,
+            f"unknown sections {sorted(unknown)}: use [defaults], [metrics.NAME] and [accuracy]",
+        )
     metrics = data.get("metrics", {})
     if not metrics:
         raise _fail(path, "no [metrics.NAME] tables: nothing to check")

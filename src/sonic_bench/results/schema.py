@@ -15,7 +15,7 @@ from sonic_bench.errors import SonicBenchError
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)  # v2 added provenance (versions, CPU flags, GPU driver)
-RunKind = Literal["sweep", "loadgen", "baseline"]
+RunKind = Literal["sweep", "loadgen", "baseline", "accuracy"]
 RunStatus = Literal["running", "complete", "partial", "failed"]
 
 # One row per replica and level when the run went through a gateway to several.

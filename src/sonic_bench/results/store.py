@@ -36,6 +36,7 @@ STEPS = "steps.csv"
 REQUESTS = "requests.csv.gz"
 EVENTS = "events.csv"
 REPLICAS = "replicas.csv"
+ACCURACY = "accuracy.json"  # an accuracy run's comparison (accuracy/drift.AccuracySummary)
 
 # How each requests.csv.gz column is written: times to the microsecond, latency to the
 # microsecond in ms; errors on one line without the separator.
@@ -193,6 +194,11 @@ class RunWriter:
                     writer.writeheader()
                 writer.writerows(rows)
 
+    def write_accuracy(self, summary: dict[str, Any]) -> None:
+        path = self.folder / ACCURACY
+        with writing(path):
+            _write_json_atomic(path, summary)
+
     def update(self, **changes: Any) -> None:
         self.manifest = replace(self.manifest, **changes)
         self._save()
@@ -247,6 +253,7 @@ class StoredRun:
     manifest: Manifest
     steps: list[dict[str, str]]
     replicas: list[dict[str, str]] = field(default_factory=list)  # replicas.csv, if any
+    accuracy: dict[str, Any] | None = None  # accuracy.json, an accuracy run's
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -278,4 +285,10 @@ def read_run(folder: Path) -> StoredRun:
     if (folder / REPLICAS).exists():
         with open(folder / REPLICAS, newline="") as f:
             replicas = list(csv.DictReader(f))
-    return StoredRun(folder=folder, manifest=manifest, steps=steps, replicas=replicas)
+    accuracy = None
+    if (folder / ACCURACY).exists():
+        try:
+            accuracy = json.loads((folder / ACCURACY).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SonicBenchError(f"{folder / ACCURACY} is corrupt ({e}): re-run it") from None
+    return StoredRun(folder, manifest, steps, replicas, accuracy)

@@ -92,7 +92,11 @@ def add_target_options(group, batch_help: str, batch_aliases: tuple[str, ...] = 
         metavar="S",
         help="seconds to connect, TCP and TLS (default %(default)g)",
     )
-    group.add_argument("--model", help="the served model to call (its tensors are read from it)")
+    group.add_argument(
+        "--model",
+        help="the served model to call (its tensors are read from it); a sweep takes a "
+        "comma list, one run each",
+    )
     group.add_argument("--batch", *batch_aliases, dest="batch", help=batch_help)
     group.add_argument(
         "--input-data",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from sonic_bench.accuracy.run import AccuracyPlan, AccuracyRun, accuracy_on
 from sonic_bench.analysis.throughput import BudgetAnswer, within_budget
 from sonic_bench.engine.boundary import LevelEngine, NativeEngine
 from sonic_bench.engine.client import EncodedBatches
@@ -82,14 +83,15 @@ def configurations(
     model: str | None = None,
     calibration: bool = False,
 ) -> tuple[Configuration, ...]:
-    """Every batch value with every dynamic-batching choice ("on", "off", "both"); a
-    model named with --model is itself one choice."""
+    """Every batch value with every dynamic-batching choice ("on", "off", "both"); each
+    model named with --model (a comma list) is itself one choice."""
     db = {"on": [True], "off": [False], "both": [True, False]}[dynamic_batching]
-    if model:
-        db = db[:1]
     texts = [None if b is None else check_batch_text(str(b)) for b in batches or [None]]
+    if model:  # a comma list: each model one choice (the precision variants side by side)
+        models = [m.strip() for m in model.split(",") if m.strip()]
+        return tuple(Configuration(b, db[0], m) for m, b in itertools.product(models, texts))
     return tuple(
-        Configuration(b, on, model or (MODEL_CALIBRATION if calibration else model_for(on)))
+        Configuration(b, on, MODEL_CALIBRATION if calibration else model_for(on))
         for b, on in itertools.product(texts, db)
     )
 
@@ -133,6 +135,9 @@ class SweepPlan:
     # cross-check of the two engines (perf_analyzer cannot send the realistic mix).
     uniform_batches: bool = False
     percentiles: tuple[int, ...] = DEFAULT_PERCENTILES  # the latency percentiles reported
+    # After each configuration's levels: an accuracy run of its model on the same server
+    # (its model and inputs are the configuration's).
+    accuracy: AccuracyPlan | None = None
 
     @property
     def sends_uniform_batches(self) -> bool:
@@ -247,6 +252,7 @@ class SweepRun:
     results: tuple[MeasuredLevel, ...]
     budget: BudgetAnswer | None = None  # with --latency-budget: the most load within it
     status: str = "complete"  # as the manifest says: partial when a level was not clean
+    accuracy: AccuracyRun | None = None  # with SweepPlan.accuracy: its model's answers
 
     @property
     def errors(self) -> int:
@@ -306,6 +312,9 @@ def run_sweep(
             run = _sweep_one(
                 plan, reached, config, info, requests, recording, hooks, progress, repetition
             )
+            if plan.accuracy is not None:
+                asked = replace(plan.accuracy, model=config.model, inputs=plan.inputs(config))
+                run = replace(run, accuracy=accuracy_on(asked, reached, hooks))
             runs.append(run)
     return runs
 

@@ -117,6 +117,16 @@ class WorkerOutputs:
             self._views[batch] = view
         return view
 
+    def read_outputs(self, batch: int, shapes: Sequence[tuple[int, ...]]) -> dict[str, np.ndarray]:
+        """Every output's answers for a batch, copied out of the region (the accuracy
+        mode keeps them; the next answer overwrites the region). BF16 stays raw bits."""
+        read, offset = {}, 0
+        for (name, width, kind), shape in zip(self.outputs, shapes, strict=True):
+            view = shm.get_contents_as_numpy(self._region.handle, kind, list(shape), offset)
+            read[name] = np.array(view)
+            offset += batch * width
+        return read
+
     def close(self) -> None:
         self._views.clear()  # the region cannot be unmapped while a view points into it
         self._region.close()

@@ -61,11 +61,19 @@ def simulated_pool(
 ) -> BatchPool:
     events = []
     for index in range(n_events):
-        event = simulate_event(seed, index, event_scale)
-        events.append(tuple(cut_requests(event.groups(), index, setting)))
+        events.append(event_batches(setting, index, event_scale, seed))
         if on_event:
             on_event(index)
     return BatchPool(tuple(events), setting, seed, event_scale)
+
+
+def event_batches(
+    setting: int, index: int, event_scale: float = 1.0, seed: int = DEFAULT_SEED
+) -> tuple[RequestBatch, ...]:
+    """Event `index` of the seed's sequence, cut into the setting's request batches (the
+    same as a pool's event `index`, made alone)."""
+    event = simulate_event(seed, index, event_scale)
+    return tuple(cut_requests(event.groups(), index, setting))
 
 
 def dataset_pool(path: Path, setting: int, n_events: int | None = None) -> BatchPool:
