@@ -15,7 +15,7 @@ RESULTS ?= results
 BENCH_ARGS ?=
 
 .PHONY: setup system-packages test serve bench-standalone baseline bench bench-smoke bench-variants bench-micro \
-	bench-micro-save lint clean
+	bench-micro-save docs lint clean
 
 setup: $(BIN)/.installed system-packages $(ONNX) $(BIN)/perf_analyzer
 
@@ -139,6 +139,11 @@ bench-micro: setup
 	$(MICRO) --benchmark-compare --benchmark-compare-fail=mean:50%
 bench-micro-save: setup
 	$(MICRO) --benchmark-save=baseline
+
+# The documentation site from docs/ (MkDocs, Material theme) into build/site; --strict
+# fails on a broken link, a page missing from the navigation or a snippet not found.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

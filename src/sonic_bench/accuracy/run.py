@@ -30,6 +30,7 @@ from sonic_bench.model.signature import Batch, ModelSignature
 from sonic_bench.results.manifest import new_manifest, target_parameters, workload_info
 from sonic_bench.results.schema import LoadInfo, iso_utc, served_model
 from sonic_bench.results.store import RunWriter, check_writable
+from sonic_bench.runs.progress import clock_text
 from sonic_bench.runs.target import Reached, Target, reach
 from sonic_bench.triton.client import check_server
 from sonic_bench.triton.stats import stats_for
@@ -115,8 +116,9 @@ def accuracy_on(plan: AccuracyPlan, reached: Reached, hooks: LevelHooks) -> Accu
         before = stats.snapshot()
         sent = served = 0
         seconds = 0.0
+        began = time.monotonic()
         for step, group in enumerate(groups):
-            hooks.progress(_group_line(group, plan))
+            hooks.progress(_group_line(group, plan, step, time.monotonic() - began))
             records, answers = _send(endpoint, plan, first.signature, group)
             references = [reference.outputs(b) for b in group.batches]
             tally.add(answers, references, sum(1 for r in records if not r.ok), group.event)
@@ -191,10 +193,15 @@ def _groups(plan: AccuracyPlan, signature: ModelSignature):
     return first, events()
 
 
-def _group_line(group: Group, plan: AccuracyPlan) -> str:
+def _group_line(group: Group, plan: AccuracyPlan, done: int, elapsed_s: float) -> str:
+    """What is sent now; for events, the time so far and left (events take alike)."""
     patches = sum(b.size for b in group.batches)
-    what = f"event {group.event + 1} of {plan.events}" if group.event is not None else "batches"
-    return f"accuracy: {what}, {len(group.batches)} requests ({patches:,} samples)"
+    said = f"{len(group.batches)} requests ({patches:,} samples)"
+    if group.event is None:
+        return f"accuracy: {said}"
+    left = f"about {clock_text(elapsed_s / done * (plan.events - done))} left" if done else ""
+    timing = f" · {clock_text(elapsed_s)} elapsed" + (f" · {left}" if left else "")
+    return f"accuracy: event {group.event + 1} of {plan.events}, {said}{timing}"
 
 
 def _send(endpoint, plan: AccuracyPlan, signature: ModelSignature, group: Group):

@@ -419,7 +419,7 @@ def write_report(
     parts = ["# sonic-bench analysis", ""]
     if story:
         parts += [
-            "## The standalone story (the paper's Table 1 and Fig. 3)",
+            "## The standalone story (the paper's Sec. 3.1-3.2)",
             "",
             _table(STORY_HEADERS, story_rows(story)),
             "",

@@ -669,7 +669,8 @@ def prediction_json(p: Prediction, curve: CurvePrediction | None = None) -> dict
 
 @dataclass(frozen=True)
 class StoryRow:
-    """One batch setting with dynamic batching on or off: the paper's Table 1 / Fig. 3."""
+    """One batch setting with dynamic batching on or off: the paper's standalone server
+    beside its CPU-only baseline (Sec. 3.1-3.2)."""
 
     batch_setting: int
     avg_batch: float

@@ -105,7 +105,7 @@ def _print(analysis: Analysis) -> None:
             for warning in a.run.manifest.warnings:
                 print(f"warning: {a.run.run_id}: {warning}")
     if analysis.story:
-        print("\nthe standalone story (the paper's Table 1 and Fig. 3):")
+        print("\nthe standalone story (the paper's Sec. 3.1-3.2: CPU-only and standalone server):")
         print_table(STORY_HEADERS, story_rows(analysis.story))
         for line in story_text(analysis.story):
             print(line)

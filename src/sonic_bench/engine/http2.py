@@ -2,12 +2,12 @@
 
 grpc's Python API spends ~170 us of CPU and ~240 us of latency around every call (its
 call objects, completion queues and threads); on shared-memory requests, which the server
-answers in ~250 us, that is what a Python client measures instead of the server
-(perf_analyzer, C++: ~100 us). A unary call is one HEADERS frame and a few DATA frames
-each way, so this client writes and reads those frames itself: ~30 us of CPU per call.
-h2's state machine, the kept alternative, costs ~110 us of client CPU per unary call
-here (measured on this machine kind): it plays the server in the conformance suite
-instead (`tests/test_conformance_http2.py`), which holds this client to RFC 9113.
+answers in a fraction of a millisecond, that is what a Python client measures instead
+of the server. A unary call is one HEADERS frame and a few DATA frames each way, so this
+client writes and reads those frames itself, at a fraction of the CPU h2's state machine
+(the kept alternative) costs per call (`bench/h2_client_cost.py`, bench/README.md): h2
+plays the server in the conformance suite instead (`tests/test_conformance_http2.py`),
+which holds this client to RFC 9113.
 
 What it does of HTTP/2: the preface and SETTINGS (validated, acknowledged both ways),
 flow control both ways (the peer's windows before sending DATA, windows that overflow or

@@ -258,13 +258,18 @@ def from_parsed(parsed, host: str | None = None) -> LoadgenOptions:
     )
 
 
-def main() -> None:
-    """Print the sonic-bench options of the Locust file (Locust's --help cannot)."""
+def help_parser() -> argparse.ArgumentParser:
+    """The Locust file's own options as a parser of their own (its help, the reference)."""
     parser = argparse.ArgumentParser(
         prog="locust -f loadgen/sonic.py", description="sonic-bench options (besides Locust's)"
     )
     add_arguments(parser)
-    parser.print_help()
+    return parser
+
+
+def main() -> None:
+    """Print the sonic-bench options of the Locust file (Locust's --help cannot)."""
+    help_parser().print_help()
 
 
 if __name__ == "__main__":

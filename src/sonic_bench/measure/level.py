@@ -64,8 +64,8 @@ class MeasurementSettings:
     window_requests: int = 0
     # The load loop polls its sockets without sleeping for up to this long while requests
     # are out (0: it sleeps until one is readable). On a virtual machine an idle core
-    # wakes late: on this 2-core VM a client that never slept measured the zero-compute
-    # model at batch 224, concurrency 1, 1.4x faster than one that did.
+    # wakes late, and a client that sleeps measures a slower server at sub-millisecond
+    # requests (figures: docs/sweep.md and bench/README.md).
     busy_poll_us: float = 0.0
 
     def __post_init__(self) -> None:
