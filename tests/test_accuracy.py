@@ -45,9 +45,9 @@ def _run(results: Path) -> tuple[dict, dict]:
     )
 
 
-@pytest.mark.parametrize(
-    ("protocol", "shared"), [("grpc", False), ("http", False), ("grpc", True), ("http", True)]
-)
+# gRPC in band and HTTP through shared memory here; HTTP in band and gRPC answers pass
+# through the hostile fronts below, the shared-memory read is the same for both.
+@pytest.mark.parametrize(("protocol", "shared"), [("grpc", False), ("http", True)])
 def test_served_fp32_equals_in_process_fp32_on_every_transport(
     server, tmp_path, capsys, protocol, shared
 ):
@@ -172,7 +172,7 @@ def test_variants_rebuild_byte_for_byte():
 def test_a_sweep_over_variants_prints_speed_beside_drift(server, tmp_path, capsys):
     """`sweep --model A,B --accuracy`: each model's levels, then its accuracy run on the
     same server; one table of both, FP32's throughput ratio 1 and its drift 0."""
-    argv = quick_sweep(server, tmp_path, "--concurrency", "1,2", "--accuracy")
+    argv = quick_sweep(server, tmp_path, "--concurrency", "1", "--accuracy")
     argv[argv.index("--model") + 1] = f"{MODEL_DYNAMIC_BATCHING},{INT8}"
     argv += ["--accuracy-events", "1"]
     code = main(argv)

@@ -136,7 +136,7 @@ class VariantRow:
     precision: str
     max_inferences_per_s: float | None
     ratio_to_fp32: float | None
-    p99_at_knee_ms: float | None
+    tail_at_knee: tuple[int, float] | None  # (percentile, ms): p99, else the highest reported
     largest_abs: float
     label_change_fraction: float
     score_agreement: float | None
@@ -163,12 +163,17 @@ def _best(sweeps: list[SweepSummary]) -> float | None:
     return sweeps[-1].saturation.max_inferences_per_s
 
 
-def _p99_at_knee(sweep: SweepSummary) -> float | None:
+def _tail_at_knee(sweep: SweepSummary) -> tuple[int, float] | None:
+    """The p99 at the knee, or the highest percentile the sweep reported there."""
     if sweep.saturation is None:
         return None
     steps = sweep.run.steps
     at = steps[steps.concurrency == sweep.saturation.knee_concurrency]
-    return _finite(float(at.latency_ms_p99.iloc[0])) if len(at) else None
+    for p in (99, 95, 90, 50):
+        value = _finite(float(at[f"latency_ms_p{p}"].iloc[0])) if len(at) else None
+        if value is not None:
+            return p, value
+    return None
 
 
 def variant_rows(
@@ -192,7 +197,7 @@ def variant_rows(
                 a.precision,
                 best,
                 best / reference if best and reference else None,
-                _p99_at_knee(own[-1]) if own else None,
+                _tail_at_knee(own[-1]) if own else None,
                 a.accuracy.largest_abs,
                 a.accuracy.label_change_fraction,
                 score.agreement if score else None,
@@ -693,10 +698,11 @@ def _valid_levels(steps: pd.DataFrame) -> str:
 
 def standalone_story(sweeps: list[SweepSummary]) -> list[StoryRow]:
     """Per batch setting, dynamic batching on then off: where each saturates, how far it
-    is from in-process inference, and how large the batches Triton executed were."""
+    is from in-process inference, and how large the batches Triton executed were. The
+    FP32 network's sweeps only: a variant or the zero-compute model is another story."""
     rows = []
     for s in sweeps:
-        if s.saturation is None:
+        if s.saturation is None or not _is_fp32_network(s.run.manifest, None):
             continue
         steps, m = s.run.steps, s.run.manifest
         at = steps[steps.concurrency == s.saturation.at_concurrency]

@@ -13,6 +13,8 @@ variants rebuild byte for byte.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -40,7 +42,7 @@ def convert(fp32: bytes, precision: str, calibration: np.ndarray | None = None) 
         return fp32
     if precision == "fp16":
         return _fp16(fp32)
-    with tempfile.TemporaryDirectory(prefix="sonic-quantize-") as folder:
+    with tempfile.TemporaryDirectory(prefix="sonic-quantize-") as folder, _quiet_root_logger():
         source, target = Path(folder) / "fp32.onnx", Path(folder) / "out.onnx"
         source.write_bytes(fp32)
         if precision == "int8-dynamic":
@@ -50,6 +52,19 @@ def convert(fp32: bytes, precision: str, calibration: np.ndarray | None = None) 
                 raise ValueError("int8-static needs calibration samples")
             _int8_static(source, target, calibration)
         return target.read_bytes()
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime.quantization logs a pre-processing hint through the root logger on
+    every call: advice for image models, not a problem here, and not the user's to read."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _fp16(fp32: bytes) -> bytes:
