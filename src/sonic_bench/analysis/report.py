@@ -14,6 +14,7 @@ from sonic_bench.analysis.summary import (
     StoryRow,
     SweepSummary,
     VariantRow,
+    device_figures,
     level_verdicts,
     replica_levels,
 )
@@ -127,6 +128,26 @@ def repeat_lines(repeated: list[RepeatedConfiguration]) -> list[str]:
 
 
 REPLICA_HEADERS = ("load", "replica", "inf/s", "share", "exec batch", "answering")
+DEVICE_HEADERS = ("run", "configuration", "at", "GPU utilization", "GPU power W", "J / 1000 inf")
+
+
+def device_rows(sweeps: list[SweepSummary]):
+    """The GPUs at each sweep's saturation, for the sweeps whose server has GPUs."""
+    rows = []
+    for s in sweeps:
+        if (d := device_figures(s)) is None:
+            continue
+        rows.append(
+            (
+                s.run.run_id,
+                s.label,
+                f"{d.concurrency:g}",
+                _maybe(d.utilization, ".0%"),
+                _maybe(d.power_w, ",.0f"),
+                _maybe(d.joules_per_1000_inferences, ",.2f"),
+            )
+        )
+    return rows
 
 
 def replica_rows(s: SweepSummary):
@@ -442,6 +463,8 @@ def write_report(
         invalid = [f"- {line}" for s in sweeps for line in level_verdict_lines(s)]
         if invalid:
             parts += ["### INVALID levels", "", *invalid, ""]
+        if devices := device_rows(sweeps):
+            parts += ["### GPUs at saturation", "", _table(DEVICE_HEADERS, devices), ""]
         for s in sweeps:
             if rows := replica_rows(s):
                 parts += [

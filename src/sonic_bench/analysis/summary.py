@@ -102,6 +102,41 @@ class SweepSummary:
 
 
 @dataclass(frozen=True)
+class DeviceFigures:
+    """The server's GPUs at a sweep's saturation level (Triton's GPU metrics)."""
+
+    concurrency: float
+    utilization: float | None  # 0-1, the level's mean over every GPU
+    power_w: float | None
+    joules_per_1000_inferences: float | None
+
+
+def _number(row, column: str) -> float | None:
+    value = row.get(column) if column in row else None
+    return _finite(float(value)) if value is not None and value == value else None
+
+
+def device_figures(sweep: SweepSummary) -> DeviceFigures | None:
+    """GPU utilization, power and energy per 1,000 inferences at saturation; None for a
+    server without GPU metrics (the embedded CPU one)."""
+    if sweep.saturation is None:
+        return None
+    steps = sweep.run.steps
+    at = steps[steps.concurrency == sweep.saturation.at_concurrency]
+    if not len(at):
+        return None
+    row = at.iloc[0]
+    utilization, power = _number(row, "gpu_utilization"), _number(row, "gpu_power_w")
+    energy = _number(row, "gpu_energy_j")
+    if utilization is None and power is None and energy is None:
+        return None
+    seconds = (pd.to_datetime(row.ended_at) - pd.to_datetime(row.started_at)).total_seconds()
+    served = float(row.inferences_per_s) * seconds if seconds > 0 else 0.0
+    per_1000 = 1000 * energy / served if energy is not None and served > 0 else None
+    return DeviceFigures(sweep.saturation.at_concurrency, utilization, power, per_1000)
+
+
+@dataclass(frozen=True)
 class AccuracyRunSummary:
     run: LoadedRun
     accuracy: AccuracySummary
@@ -593,6 +628,8 @@ def to_json(summary) -> dict:
         }
         if summary.budget is not None:
             out["latency_budget"] = vars(summary.budget)
+        if (devices := device_figures(summary)) is not None:
+            out["gpu_at_saturation"] = vars(devices)
         out["warnings"] = list(summary.warnings)
         out["verdict"] = summary.verdict.text if summary.verdict else None
         out["verdict_reasons"] = list(summary.verdict.reasons) if summary.verdict else []

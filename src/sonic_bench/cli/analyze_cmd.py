@@ -10,6 +10,7 @@ from pathlib import Path
 from sonic_bench.analysis.analyze import Analysis, analyze, write_outputs
 from sonic_bench.analysis.report import (
     BASELINE_HEADERS,
+    DEVICE_HEADERS,
     LEVEL_HEADERS,
     LOADGEN_HEADERS,
     PREDICTION_HEADERS,
@@ -18,6 +19,7 @@ from sonic_bench.analysis.report import (
     VARIANT_HEADERS,
     baseline_rows,
     budget_line,
+    device_rows,
     level_rows,
     level_verdict_lines,
     loadgen_rows,
@@ -69,6 +71,9 @@ def _print(analysis: Analysis) -> None:
     if sweeps:
         print("\nstandalone sweeps:")
         print_table(SWEEP_HEADERS, sweep_rows(sweeps))
+        if devices := device_rows(sweeps):
+            print("\nGPUs at saturation (Triton's GPU metrics):")
+            print_table(DEVICE_HEADERS, devices)
         for s in sweeps:
             if s.budget:
                 print(f"{s.run.run_id}: {budget_line(s.budget)}")

@@ -27,6 +27,7 @@ SERIES = (
     "nv_gpu_utilization",
     "nv_gpu_memory_used_bytes",
     "nv_gpu_power_usage",
+    "nv_energy_consumption",  # joules since the server started, a counter per GPU
     "nv_cpu_utilization",
     "nv_cpu_memory_used_bytes",
 )

@@ -192,4 +192,9 @@ def server_series_row(summary: ServerSummary | None) -> dict[str, float]:
     """The steps.csv columns that come from server metrics."""
     if summary is None:
         return {}
-    return {"gpu_utilization": summary.gpu_utilization, "cpu_utilization": summary.cpu_utilization}
+    return {
+        "gpu_utilization": summary.gpu_utilization,
+        "gpu_power_w": summary.gpu_power_w,
+        "gpu_energy_j": summary.gpu_energy_j,
+        "cpu_utilization": summary.cpu_utilization,
+    }

@@ -23,6 +23,7 @@ class ServerSummary:
     gpu_utilization: float = math.nan
     gpu_memory_bytes: float = math.nan
     gpu_power_w: float = math.nan
+    gpu_energy_j: float = math.nan  # over the span, every GPU's
     cpu_utilization: float = math.nan
     cpu_memory_bytes: float = math.nan
 
@@ -82,6 +83,14 @@ def gauge_mean(samples: list[TimedSample], metric: str, model: str | None, start
     return sum(values) / len(values) if values else math.nan
 
 
+def _increase_if_any(samples: list[TimedSample], metric: str, start, end) -> float:
+    """A device counter's increase over [start, end]; NaN where the server has none (no
+    GPU), not 0."""
+    if not _by_series(samples, metric, None):
+        return math.nan
+    return counter_increase(samples, metric, None, start, end)
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
@@ -111,6 +120,7 @@ def summarize(samples: list[TimedSample], model: str, start: float, end: float) 
         gpu_utilization=gauge_mean(samples, "nv_gpu_utilization", None, start, end),
         gpu_memory_bytes=gauge_mean(samples, "nv_gpu_memory_used_bytes", None, start, end),
         gpu_power_w=gauge_mean(samples, "nv_gpu_power_usage", None, start, end),
+        gpu_energy_j=_increase_if_any(samples, "nv_energy_consumption", start, end),
         cpu_utilization=gauge_mean(samples, "nv_cpu_utilization", None, start, end),
         cpu_memory_bytes=gauge_mean(samples, "nv_cpu_memory_used_bytes", None, start, end),
     )

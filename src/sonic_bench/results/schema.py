@@ -55,6 +55,8 @@ STEP_COLUMNS = (
     "server_compute_output_us",
     "server_batch_avg",
     "gpu_utilization",
+    "gpu_power_w",  # mean over the level, every GPU's
+    "gpu_energy_j",  # joules the GPUs used over the level (Triton's nv_energy_consumption)
     "cpu_utilization",
     "client_cpu_percent",
     "trial",  # repeated measurement of the same level (sweep --repeat)
