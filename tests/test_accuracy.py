@@ -33,7 +33,7 @@ INT8 = "cnn_emtrkmichel_int8"
 def _accuracy(url: str, protocol: str, results: Path, *extra: str) -> list[str]:
     return [
         "accuracy", "--url", url, "--protocol", protocol, "--events", "2",
-        "--event-scale", "0.02", "--results", str(results), *extra,
+        "--event-scale", "0.02", "--batch", "small", "--results", str(results), *extra,
     ]  # fmt: skip
 
 

@@ -34,8 +34,8 @@ def register(commands) -> None:
     target = parser.add_argument_group("target (shared with sweep and the Locust jobs)")
     add_target_options(
         target,
-        "small (~235, the default) or large (~1693) for the ProtoDUNE-SP workload; N or "
-        "LOW..HIGH for any other data",
+        "small (~235) or large (~1693, the default, as a sweep's) for the ProtoDUNE-SP "
+        "workload; N or LOW..HIGH for any other data (default 1)",
     )
     load = parser.add_argument_group("accuracy run")
     load.add_argument("--concurrency", type=int, default=4, help="requests in flight")
@@ -77,7 +77,7 @@ def plan_from(args: argparse.Namespace) -> AccuracyPlan:
         raise SonicBenchError("--batch: an accuracy run sends one setting; give one value")
     return AccuracyPlan(
         model=options.model or MODEL_DYNAMIC_BATCHING,
-        inputs=options.inputs(options.batches[0] if options.batches else "small"),
+        inputs=options.inputs(options.batches[0] if options.batches else None),
         concurrency=args.concurrency,
         events=args.events,
         event_scale=args.event_scale,

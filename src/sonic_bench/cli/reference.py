@@ -17,13 +17,18 @@ def _flags(action: argparse.Action) -> str:
     return ", ".join(f"`{flag}{value}`" for flag in action.option_strings)
 
 
-def _help(action: argparse.Action) -> str:
-    text = (action.help or "").replace("%%", "%").replace("|", "\\|")
-    if "%(default)s" in text:
-        text = text.replace("%(default)s", str(action.default))
-    elif action.default not in (None, False, [], "", argparse.SUPPRESS) and action.nargs != 0:
+def _help(action: argparse.Action, prog: str) -> str:
+    raw = action.help or ""
+    try:  # as argparse itself expands a help text: %(default)s, %(default)g, %%
+        text = raw % {**vars(action), "prog": prog}
+    except (KeyError, TypeError, ValueError):
+        text = raw
+    if action.choices and "choices" not in raw:
+        text += f" (one of: {', '.join(map(str, action.choices))})"
+    shown = action.default not in (None, False, [], "", argparse.SUPPRESS)
+    if shown and action.nargs != 0 and "%(default)" not in raw:
         text += f" (default: `{action.default}`)"
-    return " ".join(text.split())
+    return " ".join(text.replace("|", "\\|").split())
 
 
 def _parser_section(parser: argparse.ArgumentParser, title: str) -> list[str]:
@@ -38,7 +43,7 @@ def _parser_section(parser: argparse.ArgumentParser, title: str) -> list[str]:
         if not actions:
             continue
         lines += [f"**{group.title}**", "", "| option | what it does |", "|---|---|"]
-        lines += [f"| {_flags(a)} | {_help(a)} |" for a in actions]
+        lines += [f"| {_flags(a)} | {_help(a, parser.prog)} |" for a in actions]
         lines.append("")
     return lines
 

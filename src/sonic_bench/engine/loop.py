@@ -311,10 +311,11 @@ class ClosedLoop(_EventLoop):
         self._send(slot, index % len(slot.client.batches))
 
 
-class EachOnce(_EventLoop):
-    """Every batch sent `passes` times, in order, by whichever of `concurrency` slots is
-    free (the accuracy mode: each answer kept, none sent twice by chance); `finished`
-    is set once every request has its record, answered or failed."""
+class EachOnce(ClosedLoop):
+    """A closed loop that sends every batch `passes` times, in order, by whichever of
+    `concurrency` slots is free, then stops sending (the accuracy mode: each answer kept,
+    none sent twice by chance); `finished` is set once every request has its record,
+    answered or failed."""
 
     def __init__(self, make_client, concurrency: int, clock: Clock, passes: int = 1):
         super().__init__(make_client, concurrency, clock)
@@ -322,13 +323,6 @@ class EachOnce(_EventLoop):
         self.finished = threading.Event()
         self._next = 0  # requests begun
         self._recorded = 0
-
-    def _send_due(self, now: float) -> None:
-        for slot in [s for s in self._idle if s.ready_at <= now]:
-            self._send_next(slot)
-
-    def _answered(self, slot: _Slot) -> None:
-        self._send_next(slot)
 
     def _send_next(self, slot: _Slot) -> None:
         count = len(slot.client.batches)
