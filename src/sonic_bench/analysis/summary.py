@@ -148,9 +148,16 @@ class AccuracyRunSummary:
 
 
 def precision_of(manifest) -> str:
-    """The served model's precision (its config's `precision` parameter; fp32 if none)."""
+    """The served model's precision: its config's `precision` parameter (fp32 if none),
+    or for the torch compute mode its `torch_dtype`."""
     parameters = manifest.server.model_config.get("parameters") or {}
-    return (parameters.get("precision") or {}).get("string_value") or "fp32"
+
+    def value(key: str) -> str | None:
+        return (parameters.get(key) or {}).get("string_value")
+
+    if value("compute") == "torch":
+        return f"torch-{value('torch_dtype') or 'fp32'}"
+    return value("precision") or "fp32"
 
 
 def summarize_accuracy(run: LoadedRun) -> AccuracyRunSummary:

@@ -15,7 +15,7 @@ from sonic_bench.model.emtrackmichel import (
     build_model,
     count_parameters,
 )
-from sonic_bench.model.repository import export_onnx
+from sonic_bench.model.repository import TORCH_MODELS, export_onnx, torch_copy
 
 
 def register(commands) -> None:
@@ -28,6 +28,21 @@ def register(commands) -> None:
     export.add_argument("--seed", type=int, default=DEFAULT_SEED, help="weight seed (%(default)s)")
     export.add_argument("--output", type=Path, help="write one ONNX file here instead")
     export.set_defaults(run=run_export)
+    torch = verbs.add_parser(
+        "torch-repository",
+        help="a repository for the embedded server on a GPU: the exported weights run by "
+        "torch (onnx2torch), FP32, FP16 and BF16, dynamic batching on and off",
+    )
+    add_repository(torch)
+    torch.add_argument("--output", type=Path, required=True, help="the folder to write")
+    torch.add_argument("--device", default="cuda", help="the torch device (cuda, cuda:1, cpu)")
+    torch.add_argument(
+        "--compute",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: onnxruntime on CPU instead, for a dry run where torch is not installed",
+    )
+    torch.set_defaults(run=run_torch_repository)
     info = verbs.add_parser("info", help="parameters, tensors and size of the model")
     info.add_argument("--seed", type=int, default=DEFAULT_SEED)
     info.set_defaults(run=run_info)
@@ -45,6 +60,12 @@ def run_export(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"wrote {path}")
     print(f"EmTrackMichelId, seed {args.seed}, sha256 {digest}…")
+    return 0
+
+
+def run_torch_repository(args: argparse.Namespace) -> int:
+    root = torch_copy(args.repository, args.output, args.device, args.compute)
+    print(f"wrote {root} ({', '.join(TORCH_MODELS)}; compute {args.compute} on {args.device})")
     return 0
 
 

@@ -27,6 +27,11 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--server-log", type=Path, help="write the server's log here")
     group.add_argument(
+        "--gpu-metrics",
+        action="store_true",
+        help="Triton's GPU metrics (utilization, memory, power, energy: a GPU machine)",
+    )
+    group.add_argument(
         "--replicas",
         type=int,
         default=1,
@@ -78,6 +83,7 @@ def server_config(args: argparse.Namespace, models: tuple[str, ...] = ()) -> Ser
         models=models,
         startup_timeout_s=args.startup_timeout,
         log_path=args.server_log,
+        gpu_metrics=args.gpu_metrics,
     )
 
 

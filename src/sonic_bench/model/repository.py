@@ -87,6 +87,45 @@ def slowed_copy(repository: Path, root: Path, slowdown: float) -> Path:
     return root
 
 
+# The GPU compute mode's repository: EmTrackMichelId with dynamic batching on and off in
+# FP32, FP16 and BF16 variants, and the zero-compute model for the transport's cost.
+TORCH_MODELS = {
+    MODEL_DYNAMIC_BATCHING: (MODEL_DYNAMIC_BATCHING, "fp32"),
+    MODEL_NO_DYNAMIC_BATCHING: (MODEL_NO_DYNAMIC_BATCHING, "fp32"),
+    "cnn_emtrkmichel_torch_fp16": (MODEL_DYNAMIC_BATCHING, "fp16"),
+    "cnn_emtrkmichel_torch_bf16": (MODEL_DYNAMIC_BATCHING, "bf16"),
+    MODEL_CALIBRATION: (MODEL_CALIBRATION, "fp32"),
+}
+
+
+def torch_copy(repository: Path, root: Path, device: str, compute: str = "torch") -> Path:
+    """A repository under `root` for the embedded server on a GPU: the same weights (the
+    exported FP32 ONNX, hard-linked), run by torch on `device` (`compute`="torch") or by
+    onnxruntime (`compute`="onnx": what a machine without torch can dry-run)."""
+    if compute not in ("torch", "onnx"):
+        raise SonicBenchError(f"--compute {compute}: use torch or onnx")
+    source_root = embedded_repository(repository)
+    for name, (source_name, dtype) in TORCH_MODELS.items():
+        source, target = source_root / source_name, root / name
+        (target / "1").mkdir(parents=True, exist_ok=True)
+        (target / "1" / "model.py").write_text((source / "1" / "model.py").read_text())
+        config = read_config(source / CONFIG_FILE)
+        config.name = name
+        for output in config.output:
+            if output.label_filename:
+                shutil.copyfile(source / output.label_filename, target / output.label_filename)
+        if parameter(config, "compute") != "zeros":
+            onnx = source / "1" / ONNX_FILE
+            if not onnx.exists():
+                raise SonicBenchError(f"{onnx} is missing: run 'sonic-bench model export' first")
+            _link_or_copy(onnx, target / "1" / ONNX_FILE, onnx.read_bytes())
+            config.parameters["compute"].string_value = compute
+            config.parameters["device"].string_value = device
+            config.parameters["torch_dtype"].string_value = dtype
+        write_config(target / CONFIG_FILE, config)
+    return root
+
+
 def network_of(config: dict) -> str | None:
     """Which of sonic-bench's networks a served model runs, from its config (as the server
     gives it): its `network` parameter, else EmTrackMichelId for a model of its tensors

@@ -35,6 +35,7 @@ class ServerConfig:
     startup_timeout_s: float = 180.0
     metrics_interval_ms: int = 1000
     log_path: Path | None = None
+    gpu_metrics: bool = False  # Triton's GPU series (utilization, memory, power, energy)
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def ports(self) -> dict[str, int]:
@@ -87,7 +88,7 @@ class EmbeddedServer:
             f"--metrics-address={c.host}",
             f"--metrics-port={c.metrics_port}",
             f"--metrics-interval-ms={c.metrics_interval_ms}",
-            "--allow-gpu-metrics=false",
+            f"--allow-gpu-metrics={'true' if c.gpu_metrics else 'false'}",
             "--strict-readiness=true",
             "--exit-on-error=true",
             "--exit-timeout-secs=10",
