@@ -105,7 +105,7 @@ bench-standalone: setup
 SMOKE_SWEEP ?= --batch small --dynamic-batching off --concurrency 1,2 --trials 5 --percentiles 50 --reference \
 	--reference-seconds 1.5 --window 1 --warmup 0.5 --max-windows 8 --pool-batches 8 --metrics off
 bench-smoke: setup
-	rm -rf $(RESULTS)/smoke
+	rm -rf $(RESULTS)/smoke $(RESULTS)/smoke-accuracy
 	$(BIN)/sonic-bench sweep $(SMOKE_SWEEP) --http-port 8010 --grpc-port 8011 --metrics-port 8012 \
 		--results $(RESULTS)/smoke --label smoke
 	$(BIN)/sonic-bench check $$(ls -d $(RESULTS)/smoke/*/ | head -n 1) \
