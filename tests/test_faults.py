@@ -478,6 +478,7 @@ def test_too_few_open_files_for_the_load_is_one_line(tmp_path):
         ["--label", "../../x"],
         ["--url", "127.0.0.1:70000"],
         ["--seed", "-1"],
+        ["--model", "cnn_emtrkmichel_1,cnn_emtrkmichel_int8"],  # a sweep's list, not a job's
     ],
     ids=lambda bad: "=".join(bad),
 )
