@@ -16,7 +16,7 @@ from sonic_bench.regress.accuracy import judge_accuracy, load_accuracy_limits
 from sonic_bench.regress.compare import Outcome, compare, mismatch, overall
 from sonic_bench.regress.samples import from_run, load_samples
 from sonic_bench.regress.thresholds import load_thresholds
-from sonic_bench.results.store import read_run
+from sonic_bench.results.store import read_manifest, read_run
 
 DEFAULT_THRESHOLDS = Path("bench/thresholds.toml")
 
@@ -80,9 +80,10 @@ def _check_accuracy(args: argparse.Namespace, stored) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    stored = read_run(args.run_folder) if args.run_folder.is_dir() else None
-    if stored is not None and stored.manifest.kind == "accuracy" and not args.export_baseline:
-        return _check_accuracy(args, stored)
+    # An accuracy run is judged on its drift alone; only its manifest says which it is.
+    folder = args.run_folder
+    if folder.is_dir() and not args.export_baseline and read_manifest(folder).kind == "accuracy":
+        return _check_accuracy(args, read_run(folder))
     if args.export_baseline:
         path = from_run(args.run_folder).export(args.export_baseline)
         print(f"wrote baseline {path} from {args.run_folder}")

@@ -15,12 +15,12 @@ An answer returned for the wrong request fails whatever the limits say.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from sonic_bench.accuracy.drift import AccuracySummary
 from sonic_bench.errors import SonicBenchError
+from sonic_bench.regress.thresholds import read_thresholds_file
 
 LIMITS = (
     "max_abs_diff",
@@ -40,13 +40,7 @@ class AccuracyVerdict:
 
 
 def load_accuracy_limits(path: Path) -> dict[str, float]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SonicBenchError(f"thresholds file {path} not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SonicBenchError(f"{path}: not valid TOML ({e})") from None
-    table = data.get("accuracy")
+    table = read_thresholds_file(path).get("accuracy")
     if not isinstance(table, dict) or not table:
         raise SonicBenchError(
             f"{path}: no [accuracy] table: an accuracy run is judged on drift limits "

@@ -84,13 +84,18 @@ def _threshold(path: Path, name: str, table: dict, defaults: dict) -> Threshold:
     )
 
 
-def load_thresholds(path: Path) -> list[Threshold]:
+def read_thresholds_file(path: Path) -> dict:
+    """The thresholds file's tables ([metrics], [accuracy], ...), or one clear error."""
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SonicBenchError(f"thresholds file {path} not found") from None
     except tomllib.TOMLDecodeError as e:
         raise _fail(path, f"not valid TOML ({e})") from None
+
+
+def load_thresholds(path: Path) -> list[Threshold]:
+    data = read_thresholds_file(path)
     unknown = set(data) - {"defaults", "metrics", "accuracy"}  # accuracy: regress/accuracy.py
     if unknown:
         raise _fail(
