@@ -67,11 +67,13 @@ def test_bad_thresholds_files_are_one_clear_error(tmp_path, text, message):
 
 
 def smoke(url: str, results: Path, batch: str = "small", trials: int = 5) -> Path:
-    """The CI smoke measurement (shortened): repeated trials with the in-process reference."""
+    """The CI smoke measurement (shortened): repeated trials with the in-process reference.
+    Half-second windows on a shared machine may need more than eight to settle, and an
+    unsettled level is INVALID, which check rightly cannot judge: room for sixteen."""
     arguments = (
         f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 "
         f"--trials {trials} --percentiles 50 --reference --reference-seconds 1 --window 0.5 "
-        f"--warmup 0.3 --max-windows 8 --metrics off --pool-batches 4 --results {results}"
+        f"--warmup 0.3 --max-windows 16 --metrics off --pool-batches 4 --results {results}"
     )
     code = main(arguments.split())
     assert code == 0
@@ -90,7 +92,7 @@ def check(run: Path, baseline: Path, thresholds: Path = THRESHOLDS) -> int:
 def test_two_runs_of_unchanged_code_pass(server, baseline_run, tmp_path, capsys):
     rerun = smoke(server.grpc_url, tmp_path)
     capsys.readouterr()
-    assert check(rerun, baseline_run) == 0, capsys.readouterr().out
+    assert check(rerun, baseline_run) == 0, capsys.readouterr()  # the table, or why not
 
 
 def test_an_exported_baseline_file_judges_the_same(server, baseline_run, tmp_path, capsys):
