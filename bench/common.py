@@ -36,11 +36,17 @@ def embedded_server(repository: Path | None = None):
 
 
 def interleaved(trials: int, a: Callable[[], float], b: Callable[[], float]):
-    """Alternate A and B `trials` times; returns both lists of measurements."""
+    """A and B `trials` times, in turn: A first in even trials, B first in odd ones, so
+    that whatever favours the first (or the second) of a pair falls on both; returns both
+    lists of measurements, trial by trial."""
     first, second = [], []
-    for _ in range(trials):
-        first.append(a())
-        second.append(b())
+    for trial in range(trials):
+        if trial % 2:
+            second.append(b())
+            first.append(a())
+        else:
+            first.append(a())
+            second.append(b())
     return first, second
 
 
@@ -65,6 +71,20 @@ class Figures:
         target: float | None = None,
     ) -> float:
         value = statistics.median(numerators) / statistics.median(denominators)
+        self._line(name, value, target, f"{value:.3f}")
+        return value
+
+    def paired(
+        self,
+        name: str,
+        numerators: list[float],
+        denominators: list[float],
+        target: float | None = None,
+    ) -> float:
+        """The median of the trials' own ratios (each trial's A over the B measured beside
+        it): a slow phase of the machine that falls on one trial moves one ratio, not both
+        medians."""
+        value = statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
         self._line(name, value, target, f"{value:.3f}")
         return value
 

@@ -1,14 +1,17 @@
 """The native engine side by side with NVIDIA's perf_analyzer (issue 13).
 
-Same embedded server, same model, same realistic patches and levels, engines interleaved
-level by level (native c1, perf_analyzer c1, native c2, ...) so the machine's noise falls
-on both. Both send the same requests: every one of the average batch size
+Same embedded server, same model, same realistic patches and levels, engines side by
+side level by level (native c1, perf_analyzer c1, then perf_analyzer c1, native c1: who
+goes first alternates by trial), so the machine's noise falls on both; a level that did
+not settle (stable) is measured again, up to twice, as perf_analyzer keeps measuring.
+Both send the same requests: every one of the average batch size
 (`--uniform-batches`), since perf_analyzer cannot send the realistic mix (whose large
 HTTP requests cross the 16 MiB where Triton's HTTP server slows down), and both replay
 the same batches (with shared memory one: perf_analyzer reads only its first region, and
 whether the server copies the input from its cache or from RAM shows in the figure). Per
-transport, batch and concurrency: throughput ratio native / perf_analyzer (median of the
-trials) and, at concurrency 1, the p50 latency ratio.
+transport, batch and concurrency: throughput ratio native / perf_analyzer (the median
+of the trials' own ratios, each native level over the perf_analyzer level beside it) and,
+at concurrency 1, the p50 latency ratio.
 
     .venv/bin/python bench/vs_perf_analyzer.py [--transports grpc,http,shm,grpc-shm]
         [--batches small,large] [--concurrency 1,2,4,8] [--trials 3] [--real-model]
@@ -26,18 +29,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import statistics
 import tempfile
 from pathlib import Path
 
-from common import Figures, embedded_server
+from common import Figures, embedded_server, interleaved
 
 from sonic_bench.measure.level import MeasurementSettings
 from sonic_bench.metrics.recording import MetricsOptions
 from sonic_bench.model.repository import MODEL_CALIBRATION, MODEL_NO_DYNAMIC_BATCHING
+from sonic_bench.runs import sweep as sweeps
 from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
 from sonic_bench.runs.target import Target
+
+# Every level is a sweep of its own, and each would simulate the same seeded event again.
+sweeps.simulated_pool = functools.cache(sweeps.simulated_pool)
 
 SETTINGS = MeasurementSettings(window_s=2.0, warmup_s=1.0, max_windows=6)
 TRANSPORTS = {
@@ -67,31 +75,56 @@ def sweep(server, transport, model, setting, counts, engine, root: Path, busy_po
     return {r.level.concurrency: r.row for r in run.results}
 
 
-def _median(trials: list[dict], concurrency: int, column: str = "latency_ms_p50") -> float:
-    """Median over the trials that have the figure (an unstable perf_analyzer level has
-    no percentiles): NaN when none has, which misses its target."""
-    values = [t[concurrency].get(column, math.nan) for t in trials]
-    finite = [v for v in values if isinstance(v, float | int) and math.isfinite(v) and v > 0]
-    return statistics.median(finite) if finite else math.nan
+# A level whose throughput did not settle (its windows kept moving) is measured again,
+# up to this many times, as perf_analyzer itself keeps measuring.
+RETRIES = 2
+
+
+def level(server, transport, model, setting, c, engine, root: Path, busy_poll_us=0.0) -> dict:
+    """One engine's row at concurrency `c`, measured again while its throughput did not
+    settle within the windows (RETRIES at most). A tail percentile from too few answers
+    leaves the level INVALID too, but not its throughput, which is what is compared."""
+    for attempt in range(RETRIES + 1):
+        row = sweep(server, transport, model, setting, [c], engine, root, busy_poll_us)[c]
+        if row.get("stable") in (True, "True"):
+            return row
+        if attempt < RETRIES:
+            print(f"  {engine} {transport} batch {setting} c{c}: not stable, measured again")
+    return row
+
+
+def _finite(value) -> float:
+    ok = isinstance(value, float | int) and math.isfinite(value) and value > 0
+    return float(value) if ok else math.nan
 
 
 def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
+    """Per level the median of the trials' own ratios, each trial's native level over
+    the perf_analyzer level measured beside it."""
     for c in counts:
         ours = [t[c].get("inferences_per_s", 0.0) for t in native]
         theirs = [t[c].get("inferences_per_s", 0.0) for t in reference]
-        print(f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} inf/s")
+        each = " ".join(f"{a / b:.3f}" for a, b in zip(ours, theirs, strict=True))
+        print(f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} inf/s"
+              f" (medians); trials {each}")  # fmt: skip
         if real_model:
-            ratio = statistics.median(ours) / statistics.median(theirs)
+            ratio = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
             figures.value(f"{name} c{c} within 5%: |native / perf_analyzer - 1|",
                           abs(ratio - 1), 0.05, "{:.3f}", True)  # fmt: skip
         else:
-            figures.ratio(f"{name} c{c}: native / perf_analyzer", ours, theirs, 0.95)
+            figures.paired(f"{name} c{c}: native / perf_analyzer", ours, theirs, 0.95)
     # The harness must not add latency; lower than perf_analyzer's (its gRPC client
-    # re-serializes a 15 MB request on every call) is shown, not held against it.
-    ratio = _median(native, counts[0]) / _median(reference, counts[0])
+    # re-serializes a 15 MB request on every call) is shown, not held against it. A trial
+    # without both p50s (a level that never settled) has no ratio.
+    first = counts[0]
+    ratios = [
+        _finite(a[first].get("latency_ms_p50")) / _finite(b[first].get("latency_ms_p50"))
+        for a, b in zip(native, reference, strict=True)
+    ]
+    finite = [r for r in ratios if math.isfinite(r)]
     figures.value(
-        f"{name} c{counts[0]}: p50 native / perf_analyzer - 1 (signed)",
-        ratio - 1,
+        f"{name} c{first}: p50 native / perf_analyzer - 1 (signed)",
+        statistics.median(finite) - 1 if finite else math.nan,
         0.10,
         "{:+.3f}",
         lower_is_better=True,
@@ -116,22 +149,24 @@ def main() -> None:
         for transport in args.transports.split(","):
             for batch in args.batches.split(","):
                 setting = batch  # a ProtoDUNE-SP setting, or a size for any other model
-                # Level by level, native then perf_analyzer, so that the machine's slow
-                # phases (this shared machine has them, minutes long) fall on both.
-                native: list[dict] = []
-                reference: list[dict] = []
-                for trial in range(args.trials):
-                    root = Path(tmp) / f"{transport}-{batch}-{trial}"
-                    ours_now, theirs_now = {}, {}
-                    for c in counts:
-                        ours_now |= sweep(
-                            server, transport, model, setting, [c], "native", root, args.busy_poll
-                        )
-                        theirs_now |= sweep(
-                            server, transport, model, setting, [c], "perf_analyzer", root
-                        )
-                    native.append(ours_now)
-                    reference.append(theirs_now)
+                # Level by level, native and perf_analyzer side by side (who goes first
+                # alternates by trial), so that the machine's slow phases (this shared
+                # machine has them, minutes long) fall on both.
+                native: list[dict] = [{} for _ in range(args.trials)]
+                reference: list[dict] = [{} for _ in range(args.trials)]
+                for c in counts:
+                    root = Path(tmp) / f"{transport}-{batch}-c{c}"
+                    native_level = functools.partial(
+                        level, server, transport, model, setting, c, "native", root,
+                        args.busy_poll,
+                    )  # fmt: skip
+                    reference_level = functools.partial(
+                        level, server, transport, model, setting, c, "perf_analyzer", root
+                    )
+                    ours, theirs = interleaved(args.trials, native_level, reference_level)
+                    for trial in range(args.trials):
+                        native[trial][c] = ours[trial]
+                        reference[trial][c] = theirs[trial]
                 _judge(figures, f"{transport} {model} batch {batch}", native, reference, counts,
                        real_compute)  # fmt: skip
     figures.exit()
