@@ -69,22 +69,16 @@ class Figures:
         numerators: list[float],
         denominators: list[float],
         target: float | None = None,
+        paired: bool = False,
     ) -> float:
-        value = statistics.median(numerators) / statistics.median(denominators)
-        self._line(name, value, target, f"{value:.3f}")
-        return value
-
-    def paired(
-        self,
-        name: str,
-        numerators: list[float],
-        denominators: list[float],
-        target: float | None = None,
-    ) -> float:
-        """The median of the trials' own ratios (each trial's A over the B measured beside
-        it): a slow phase of the machine that falls on one trial moves one ratio, not both
-        medians."""
-        value = statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
+        """The ratio of the two medians, or `paired`: the median of the trials' own ratios
+        (each trial's A over the B measured beside it), where a slow phase of the machine
+        that falls on one trial moves one ratio, not both medians."""
+        if paired:
+            pairs = zip(numerators, denominators, strict=True)
+            value = statistics.median(a / b for a, b in pairs)
+        else:
+            value = statistics.median(numerators) / statistics.median(denominators)
         self._line(name, value, target, f"{value:.3f}")
         return value
 
