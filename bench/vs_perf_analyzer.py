@@ -86,7 +86,7 @@ def level(server, transport, model, setting, c, engine, root: Path, busy_poll_us
     leaves the level INVALID too, but not its throughput, which is what is compared."""
     for attempt in range(RETRIES + 1):
         row = sweep(server, transport, model, setting, [c], engine, root, busy_poll_us)[c]
-        if row.get("stable") in (True, "True"):
+        if row.get("stable"):
             return row
         if attempt < RETRIES:
             print(f"  {engine} {transport} batch {setting} c{c}: not stable, measured again")
