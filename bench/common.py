@@ -50,6 +50,11 @@ def interleaved(trials: int, a: Callable[[], float], b: Callable[[], float]):
     return first, second
 
 
+def trial_ratios(numerators: list[float], denominators: list[float]) -> list[float]:
+    """Each trial's A over the B measured beside it."""
+    return [a / b for a, b in zip(numerators, denominators, strict=True)]
+
+
 def rate(work: Callable[[], int], seconds: float) -> float:
     """Units per second of repeating `work` (which returns the units it did) for `seconds`."""
     work()  # warm-up
@@ -75,8 +80,7 @@ class Figures:
         (each trial's A over the B measured beside it), where a slow phase of the machine
         that falls on one trial moves one ratio, not both medians."""
         if paired:
-            pairs = zip(numerators, denominators, strict=True)
-            value = statistics.median(a / b for a, b in pairs)
+            value = statistics.median(trial_ratios(numerators, denominators))
         else:
             value = statistics.median(numerators) / statistics.median(denominators)
         self._line(name, value, target, f"{value:.3f}")

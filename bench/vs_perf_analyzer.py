@@ -35,7 +35,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import Figures, embedded_server, interleaved
+from common import Figures, embedded_server, interleaved, trial_ratios
 
 from sonic_bench.measure.level import MeasurementSettings
 from sonic_bench.metrics.recording import MetricsOptions
@@ -104,11 +104,12 @@ def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
     for c in counts:
         ours = [t[c].get("inferences_per_s", 0.0) for t in native]
         theirs = [t[c].get("inferences_per_s", 0.0) for t in reference]
-        each = " ".join(f"{a / b:.3f}" for a, b in zip(ours, theirs, strict=True))
+        ratios = trial_ratios(ours, theirs)
+        each = " ".join(f"{r:.3f}" for r in ratios)
         print(f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} inf/s"
               f" (medians); trials {each}")  # fmt: skip
         if real_model:
-            ratio = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+            ratio = statistics.median(ratios)
             figures.value(f"{name} c{c} within 5%: |native / perf_analyzer - 1|",
                           abs(ratio - 1), 0.05, "{:.3f}", True)  # fmt: skip
         else:
@@ -117,10 +118,10 @@ def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
     # re-serializes a 15 MB request on every call) is shown, not held against it. A trial
     # without both p50s (a level that never settled) has no ratio.
     first = counts[0]
-    ratios = [
-        _finite(a[first].get("latency_ms_p50")) / _finite(b[first].get("latency_ms_p50"))
-        for a, b in zip(native, reference, strict=True)
-    ]
+    ratios = trial_ratios(
+        [_finite(t[first].get("latency_ms_p50")) for t in native],
+        [_finite(t[first].get("latency_ms_p50")) for t in reference],
+    )
     finite = [r for r in ratios if math.isfinite(r)]
     figures.value(
         f"{name} c{first}: p50 native / perf_analyzer - 1 (signed)",
