@@ -6,6 +6,8 @@ that the machine's noise (it is shared) falls on both sides alike.
 
 from __future__ import annotations
 
+import math
+import os
 import statistics
 import sys
 import time
@@ -23,7 +25,10 @@ from sonic_bench.triton.server import EmbeddedServer, ServerConfig  # noqa: E402
 
 
 @contextmanager
-def embedded_server(repository: Path | None = None):
+def embedded_server(repository: Path | None = None, cpus: set[int] | None = None):
+    """A server on free ports; with `cpus`, the server (and every process it starts) on
+    those CPUs and this process, with what it starts, on the others, so that the load
+    generator's own CPU is not taken from the server's compute."""
     export_onnx(ROOT / "model_repository")
     config = ServerConfig(
         repository=repository or ROOT / "model_repository" / "embedded",
@@ -31,8 +36,19 @@ def embedded_server(repository: Path | None = None):
         grpc_port=free_port(),
         metrics_port=free_port(),
     )
-    with EmbeddedServer(config).start() as server:
-        yield server
+    every = os.sched_getaffinity(0)
+    if cpus and not cpus < every:
+        raise SystemExit(f"--server-cpus {sorted(cpus)}: this machine has CPUs {sorted(every)}"
+                         "; give the server some of them and leave at least one")  # fmt: skip
+    try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)  # inherited by the server it starts
+        with EmbeddedServer(config).start() as server:
+            if cpus:
+                os.sched_setaffinity(0, every - cpus)
+            yield server
+    finally:
+        os.sched_setaffinity(0, every)
 
 
 def interleaved(trials: int, a: Callable[[], float], b: Callable[[], float]):
@@ -53,6 +69,23 @@ def interleaved(trials: int, a: Callable[[], float], b: Callable[[], float]):
 def trial_ratios(numerators: list[float], denominators: list[float]) -> list[float]:
     """Each trial's A over the B measured beside it."""
     return [a / b for a, b in zip(numerators, denominators, strict=True)]
+
+
+def median_interval(values: list[float], confidence: float = 0.95):
+    """A distribution-free interval for the median and its coverage: the order statistics
+    k and n-k+1 with the largest k whose coverage (binomial, p = 1/2) is still at least
+    `confidence`; the whole range where n is too small for it (5 trials cover 94%)."""
+    ordered, n = sorted(values), len(values)
+    k = 1
+    while k < n // 2 and _median_coverage(n, k + 1) >= confidence:
+        k += 1
+    return ordered[k - 1], ordered[n - k], _median_coverage(n, k)
+
+
+def _median_coverage(n: int, k: int) -> float:
+    """P(x_(k) <= median <= x_(n-k+1)) for n draws."""
+    outside = sum(math.comb(n, i) for i in range(k)) / 2**n
+    return 1 - 2 * outside
 
 
 def rate(work: Callable[[], int], seconds: float) -> float:
