@@ -40,6 +40,7 @@ import argparse
 import dataclasses
 import functools
 import math
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -169,6 +170,10 @@ def main() -> None:
     real_compute = args.real_model or args.model is not None
     figures = Figures()
     cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
+    every = os.sched_getaffinity(0)
+    if cpus and not cpus < every:
+        parser.error(f"--server-cpus {args.server_cpus}: give the server some of this "
+                     f"machine's CPUs {sorted(every)} and leave at least one")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, embedded_server(cpus=cpus) as server:
         for transport in args.transports.split(","):
             for batch in args.batches.split(","):
