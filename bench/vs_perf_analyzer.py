@@ -31,7 +31,10 @@ than the 5% bound, so read the real-model figure over --trials 15. On a machine 
 cores a CPU server's throughput is what the client leaves it (perf_analyzer's client
 takes two to three times the native engine's CPU): --server-cpus puts the server on its
 own CPUs and the engines on the rest, so the figure compares their measurements and not
-their CPU cost.
+their CPU cost. On a real model each concurrency-1 cell also prints how busy each engine
+kept the server (its own compute statistics over the level): that ratio does not move
+with the host's speed, and where a trial's throughput ratio spreads by 20% it spreads by
+2%, so it tells which engine leaves the server idle and by how much.
 """
 
 from __future__ import annotations
@@ -114,6 +117,38 @@ def _finite(value) -> float:
     return float(value) if ok else math.nan
 
 
+def server_busy(row: dict) -> float:
+    """The share of the level the server spent computing, from its own statistics:
+    requests per second times the compute of one (input, infer, output). Unlike
+    throughput it does not move with the host's speed, which slows compute and client
+    alike; an engine that leaves the server idle between requests shows here. Only where
+    every execution ran one request (at concurrency 1): where the server batched some
+    requests together each of them carries its execution's whole time, and the sum
+    overshoots (1.02 at concurrency 2 on the jet tagger)."""
+    batch, executed = _finite(row.get("batch_size")), _finite(row.get("server_batch_avg"))
+    if not abs(executed - batch) < 0.5:
+        return math.nan
+    phases = ("server_compute_input_us", "server_compute_infer_us", "server_compute_output_us")
+    compute_us = sum(_finite(row.get(p)) for p in phases)
+    return _finite(row.get("inferences_per_s")) / batch * compute_us / 1e6
+
+
+def _print_busy(native: list[dict], reference: list[dict], c: int) -> None:
+    """How fully each engine kept the server busy, trial beside trial: on a shared VM a
+    trial's throughput ratio spreads by ~10% with the host, this one much less."""
+    ours = [server_busy(t[c]) for t in native]
+    theirs = [server_busy(t[c]) for t in reference]
+    ratios = [r for r in trial_ratios(ours, theirs) if math.isfinite(r)]
+    if not ratios:
+        return
+    low, high, coverage = median_interval(ratios)
+    ours, theirs = [b for b in ours if math.isfinite(b)], [b for b in theirs if math.isfinite(b)]
+    print(f"  server busy {statistics.median(ours):.3f} vs {statistics.median(theirs):.3f}"
+          f" (medians); ratio {statistics.median(ratios):.3f}, trials"
+          f" {' '.join(f'{r:.3f}' for r in ratios)}; the paired median lies in"
+          f" [{low:.3f}, {high:.3f}] ({coverage:.0%} sure)")  # fmt: skip
+
+
 def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
     """Per level the median of the trials' own ratios, each trial's native level over
     the perf_analyzer level measured beside it."""
@@ -127,6 +162,7 @@ def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
               f" (medians); trials {each}; the paired median lies in [{low:.3f}, {high:.3f}]"
               f" ({coverage:.0%} sure)")  # fmt: skip
         if real_model:
+            _print_busy(native, reference, c)
             ratio = statistics.median(ratios)
             figures.value(f"{name} c{c} within 5%: |native / perf_analyzer - 1|",
                           abs(ratio - 1), 0.05, "{:.3f}", True)  # fmt: skip
