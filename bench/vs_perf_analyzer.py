@@ -48,13 +48,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import (
-    Figures,
-    embedded_server,
-    interleaved,
-    median_interval,
-    trial_ratios,
-)
+from common import Figures, embedded_server, interleaved, median_interval, trial_ratios
 
 from sonic_bench.measure.level import MeasurementSettings
 from sonic_bench.metrics.recording import MetricsOptions
@@ -133,20 +127,24 @@ def server_busy(row: dict) -> float:
     return _finite(row.get("inferences_per_s")) / batch * compute_us / 1e6
 
 
+def _paired(ratios: list[float]) -> str:
+    """The trials' own ratios and the distribution-free interval of their median."""
+    low, high, coverage = median_interval(ratios)
+    each = " ".join(f"{r:.3f}" for r in ratios)
+    return f"trials {each}; the paired median lies in [{low:.3f}, {high:.3f}] ({coverage:.0%} sure)"
+
+
 def _print_busy(native: list[dict], reference: list[dict], c: int) -> None:
     """How fully each engine kept the server busy, trial beside trial: on a shared VM a
     trial's throughput ratio spreads by ~10% with the host, this one much less."""
-    ours = [server_busy(t[c]) for t in native]
-    theirs = [server_busy(t[c]) for t in reference]
-    ratios = [r for r in trial_ratios(ours, theirs) if math.isfinite(r)]
-    if not ratios:
+    busy = [(server_busy(a[c]), server_busy(b[c])) for a, b in zip(native, reference, strict=True)]
+    busy = [(a, b) for a, b in busy if math.isfinite(a) and math.isfinite(b)]
+    if not busy:
         return
-    low, high, coverage = median_interval(ratios)
-    ours, theirs = [b for b in ours if math.isfinite(b)], [b for b in theirs if math.isfinite(b)]
+    ours, theirs = [a for a, _ in busy], [b for _, b in busy]
+    ratios = trial_ratios(ours, theirs)
     print(f"  server busy {statistics.median(ours):.3f} vs {statistics.median(theirs):.3f}"
-          f" (medians); ratio {statistics.median(ratios):.3f}, trials"
-          f" {' '.join(f'{r:.3f}' for r in ratios)}; the paired median lies in"
-          f" [{low:.3f}, {high:.3f}] ({coverage:.0%} sure)")  # fmt: skip
+          f" (medians); ratio {statistics.median(ratios):.3f}, {_paired(ratios)}")  # fmt: skip
 
 
 def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
@@ -156,11 +154,8 @@ def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
         ours = [t[c].get("inferences_per_s", 0.0) for t in native]
         theirs = [t[c].get("inferences_per_s", 0.0) for t in reference]
         ratios = trial_ratios(ours, theirs)
-        each = " ".join(f"{r:.3f}" for r in ratios)
-        low, high, coverage = median_interval(ratios)
         print(f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} inf/s"
-              f" (medians); trials {each}; the paired median lies in [{low:.3f}, {high:.3f}]"
-              f" ({coverage:.0%} sure)")  # fmt: skip
+              f" (medians); {_paired(ratios)}")  # fmt: skip
         if real_model:
             _print_busy(native, reference, c)
             ratio = statistics.median(ratios)
