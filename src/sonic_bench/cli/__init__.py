@@ -57,6 +57,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    # A shell without job control starts `sonic-bench ... &` with SIGINT ignored, and
+    # Python keeps it so: Ctrl-C or `kill -INT` would then leave our servers running.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
