@@ -68,11 +68,13 @@ def test_bad_thresholds_files_are_one_clear_error(tmp_path, text, message):
 
 def smoke(url: str, results: Path, batch: str = "small", trials: int = 5) -> Path:
     """The CI smoke measurement (shortened): repeated trials with the in-process reference.
-    Half-second windows on a shared machine may need more than eight to settle, and an
-    unsettled level is INVALID, which check rightly cannot judge: room for sixteen."""
+    Windows start at 1.2 s, which hold the twenty answers a window needs to be judged
+    (half-second ones were lengthened twice each trial, a third of the test's time).
+    Windows on a shared machine may need more than eight to settle, and an unsettled
+    level is INVALID, which check rightly cannot judge: room for sixteen."""
     arguments = (
         f"sweep --url {url} --dynamic-batching off --batch {batch} --concurrency 1 "
-        f"--trials {trials} --percentiles 50 --reference --reference-seconds 1 --window 0.5 "
+        f"--trials {trials} --percentiles 50 --reference --reference-seconds 1 --window 1.2 "
         f"--warmup 0.3 --max-windows 16 --metrics off --pool-batches 4 --results {results}"
     )
     code = main(arguments.split())
@@ -116,13 +118,13 @@ def test_missing_baseline_cannot_compare(baseline_run, tmp_path, capsys):
 
 
 def test_mismatched_batch_cannot_compare(server, baseline_run, tmp_path, capsys):
-    # What it is decides, not how long it took: a setting of 300 patches a batch (the
+    # What it is decides, not how long it took: a setting of 64 patches a batch (the
     # large one's 2,300-patch requests made this the suite's slowest check test).
-    other = smoke(server.grpc_url, tmp_path, batch="300", trials=1)
+    other = smoke(server.grpc_url, tmp_path, batch="64", trials=1)
     capsys.readouterr()
     assert check(other, baseline_run) == 2
     err = capsys.readouterr().err
-    assert "cannot compare" in err and "batch_size_setting: run 300, baseline 256" in err
+    assert "cannot compare" in err and "batch_size_setting: run 64, baseline 256" in err
 
 
 def test_no_baseline_at_all_cannot_compare(baseline_run, capsys):
