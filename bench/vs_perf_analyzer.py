@@ -134,7 +134,7 @@ def _paired(ratios: list[float]) -> str:
     return f"trials {each}; the paired median lies in [{low:.3f}, {high:.3f}] ({coverage:.0%} sure)"
 
 
-def _print_busy(native: list[dict], reference: list[dict], c: int) -> None:
+def _print_busy(name: str, native: list[dict], reference: list[dict], c: int) -> None:
     """How fully each engine kept the server busy, trial beside trial: on a shared VM a
     trial's throughput ratio spreads by ~10% with the host, this one much less."""
     busy = [(server_busy(a[c]), server_busy(b[c])) for a, b in zip(native, reference, strict=True)]
@@ -143,7 +143,8 @@ def _print_busy(native: list[dict], reference: list[dict], c: int) -> None:
         return
     ours, theirs = [a for a, _ in busy], [b for _, b in busy]
     ratios = trial_ratios(ours, theirs)
-    print(f"  server busy {statistics.median(ours):.3f} vs {statistics.median(theirs):.3f}"
+    print(f"  {name} c{c} server busy {statistics.median(ours):.3f} vs "
+          f"{statistics.median(theirs):.3f}"
           f" (medians); ratio {statistics.median(ratios):.3f}, {_paired(ratios)}")  # fmt: skip
 
 
@@ -154,10 +155,12 @@ def _judge(figures, name, native, reference, counts, real_model: bool) -> None:
         ours = [t[c].get("inferences_per_s", 0.0) for t in native]
         theirs = [t[c].get("inferences_per_s", 0.0) for t in reference]
         ratios = trial_ratios(ours, theirs)
-        print(f"  {statistics.median(ours):,.0f} vs {statistics.median(theirs):,.0f} inf/s"
+        # Each line names its cell: the figure's own line comes after them.
+        print(f"  {name} c{c}: {statistics.median(ours):,.0f} vs "
+              f"{statistics.median(theirs):,.0f} inf/s"
               f" (medians); {_paired(ratios)}")  # fmt: skip
         if real_model:
-            _print_busy(native, reference, c)
+            _print_busy(name, native, reference, c)
             ratio = statistics.median(ratios)
             figures.value(f"{name} c{c} within 5%: |native / perf_analyzer - 1|",
                           abs(ratio - 1), 0.05, "{:.3f}", True)  # fmt: skip
