@@ -31,10 +31,11 @@ than the 5% bound, so read the real-model figure over --trials 15. On a machine 
 cores a CPU server's throughput is what the client leaves it (perf_analyzer's client
 takes two to three times the native engine's CPU): --server-cpus puts the server on its
 own CPUs and the engines on the rest, so the figure compares their measurements and not
-their CPU cost. On a real model each concurrency-1 cell also prints how busy each engine
-kept the server (its own compute statistics over the level): that ratio does not move
-with the host's speed, and where a trial's throughput ratio spreads by 20% it spreads by
-2%, so it tells which engine leaves the server idle and by how much.
+their CPU cost. On a real model each cell where the server ran every request alone (at
+concurrency 1 always) also prints how busy each engine kept the server (its own compute
+statistics over the level): that ratio does not move with the host's speed, and where a
+trial's throughput ratio spreads by 20% it spreads by 2%, so it tells which engine
+leaves the server idle and by how much.
 """
 
 from __future__ import annotations
@@ -116,9 +117,9 @@ def server_busy(row: dict) -> float:
     requests per second times the compute of one (input, infer, output). Unlike
     throughput it does not move with the host's speed, which slows compute and client
     alike; an engine that leaves the server idle between requests shows here. Only where
-    every execution ran one request (at concurrency 1): where the server batched some
-    requests together each of them carries its execution's whole time, and the sum
-    overshoots (1.02 at concurrency 2 on the jet tagger)."""
+    every execution ran one request (at concurrency 1 always): where the server batched
+    some requests together each of them carries its execution's whole time, and the sum
+    overshoots (1.02 at concurrency 2 on the jet tagger, batch 512)."""
     batch, executed = _finite(row.get("batch_size")), _finite(row.get("server_batch_avg"))
     if not abs(executed - batch) < 0.5:
         return math.nan
@@ -136,7 +137,7 @@ def _paired(ratios: list[float]) -> str:
 
 def _print_busy(name: str, native: list[dict], reference: list[dict], c: int) -> None:
     """How fully each engine kept the server busy, trial beside trial: on a shared VM a
-    trial's throughput ratio spreads by ~10% with the host, this one much less."""
+    trial's throughput ratio spreads by 10-30% with the host, this one by a few percent."""
     busy = [(server_busy(a[c]), server_busy(b[c])) for a, b in zip(native, reference, strict=True)]
     busy = [(a, b) for a, b in busy if math.isfinite(a) and math.isfinite(b)]
     if not busy:
