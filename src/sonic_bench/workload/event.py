@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -13,6 +14,10 @@ from sonic_bench.workload.physics import simulate_activity
 from sonic_bench.workload.readout import deposits_in_apa, read_out_plane
 
 DEFAULT_SEED = 1234
+# Events kept in memory (~62 MB of plane images each, whatever the scale): a sweep's batch
+# settings, its models and an accuracy run's passes cut the same event, and simulating it
+# again costs seconds.
+RECENT_EVENTS = 4
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,15 @@ class Event:
 
 
 def simulate_event(seed: int = DEFAULT_SEED, index: int = 0, scale: float = 1.0) -> Event:
-    """Deterministic for (seed, index); `scale` shrinks all activity proportionally."""
+    """Deterministic for (seed, index); `scale` shrinks all activity proportionally. The
+    arrays of the event are read-only: the last RECENT_EVENTS events are shared by callers."""
     if scale <= 0:
         raise ValueError(f"event scale must be positive, got {scale}")
+    return _simulated(int(seed), int(index), float(scale))
+
+
+@lru_cache(maxsize=RECENT_EVENTS)
+def _simulated(seed: int, index: int, scale: float) -> Event:
     physics_seed, noise_seed = np.random.SeedSequence([seed, index]).spawn(2)
     deposits = simulate_activity(np.random.default_rng(physics_seed), scale)
     noise_rng = np.random.default_rng(noise_seed)
@@ -57,4 +68,7 @@ def simulate_event(seed: int = DEFAULT_SEED, index: int = 0, scale: float = 1.0)
             readout.hits["event"] = index
             hits.append(readout.hits)
             images[(apa, plane.index)] = plane_image(readout.waveform)
-    return Event(index, seed, scale, np.concatenate(hits), images)
+    event = Event(index, seed, scale, np.concatenate(hits), images)
+    for array in (event.hits, *images.values()):
+        array.flags.writeable = False
+    return event
