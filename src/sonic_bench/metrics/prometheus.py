@@ -6,9 +6,11 @@ it could not be used, and the caller falls back to scraping Triton directly.
 
 from __future__ import annotations
 
+import json
 import shutil
 import string
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +88,7 @@ class PrometheusServer:
                 "--storage.tsdb.retention.time=7d",
             ],
             log_path=self.folder / "prometheus.log",
-            ready=lambda: http_ok(f"{self.url}/-/ready"),
+            ready=lambda: http_ok(f"{self.url}/-/ready") and self._scraped_every_target(),
             startup_timeout_s=self.config.startup_timeout_s,
             leftovers=Leftovers(folders=(self.folder,) if self.owns_folder else ()),
             death_reason=_death_reason,
@@ -96,6 +98,19 @@ class PrometheusServer:
         except SonicBenchError as e:
             raise PrometheusUnavailable(str(e)) from None
         return self
+
+    def _scraped_every_target(self) -> bool:
+        """Ready means every Triton target scraped once, not only /-/ready: Prometheus
+        hands its targets to the scraper after its discovery's 5 s throttle, and a run
+        that began at /-/ready had no server values for its first level's first seconds."""
+        try:
+            url = f"{self.url}/api/v1/targets?state=active"
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        scraped = [t for t in targets if not str(t.get("lastScrape", "0001")).startswith("0001")]
+        return len(scraped) >= len(self.config.triton_targets)
 
     @property
     def alive(self) -> bool:
