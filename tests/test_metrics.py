@@ -17,9 +17,13 @@ from sonic_bench.metrics.summary import counter_increase
 from sonic_bench.model.repository import (
     MODEL_CALIBRATION,
     MODEL_DYNAMIC_BATCHING,
+    MODEL_JET_TAGGER,
     MODEL_NO_DYNAMIC_BATCHING,
 )
 from sonic_bench.process import free_port
+from sonic_bench.results.store import read_run
+from sonic_bench.runs.sweep import SweepPlan, configurations, levels, run_sweep
+from sonic_bench.runs.target import Target
 from sonic_bench.triton.stats import StatsReader
 
 REQUEST_PATCHES = 16
@@ -32,6 +36,7 @@ def prometheus(server, tmp_path_factory):
     options = MetricsOptions(mode="prometheus", prometheus_port=free_port())
     with RunMetrics(options, server.metrics_url) as metrics:
         assert metrics.info().source == "prometheus", metrics.warnings
+        metrics.ready_to_measure()
         yield metrics
 
 
@@ -73,16 +78,23 @@ def test_server_count_over_a_level_agrees_with_the_client(server, prometheus, pa
     assert served == sum(r.batch_size for r in result.records if r.ok)
 
 
-def test_a_level_measured_as_soon_as_prometheus_is_up_has_server_values(server, patches):
-    """Prometheus takes its first scrape seconds after it says ready (its discovery's 5 s
-    throttle); a run starts once every target was scraped, so its first level is seen."""
+def test_a_sweeps_first_level_has_server_values_with_no_workload_to_build(server, tmp_path):
+    """The jet tagger's random inputs take no time to make, so the first level begins as
+    Prometheus starts, seconds before its first scrape (its discovery's 5 s throttle):
+    the run waits for that scrape, and the level has its server values."""
+    plan = SweepPlan(
+        configurations([64], "off", model=MODEL_JET_TAGGER),
+        levels([1]),
+        MeasurementSettings(window_s=1.0, warmup_s=0.2, max_windows=2),
+        pool_batches=2,
+        results=tmp_path,
+    )
     options = MetricsOptions(mode="prometheus", prometheus_port=free_port())
-    with RunMetrics(options, server.metrics_url) as metrics:
-        assert metrics.info().source == "prometheus", metrics.warnings
-        result = _level(server, MODEL_CALIBRATION, patches[:REQUEST_PATCHES], concurrency=2)
-        summary = metrics.level(MODEL_CALIBRATION, *result.span)
-    assert summary.inferences_per_s > 0, summary
-    assert 0 <= summary.cpu_utilization <= 1, summary
+    target = Target(url=server.grpc_url, metrics_url=server.metrics_url)
+    (run,) = run_sweep(plan, target, options)
+    written = read_run(run.folder)
+    assert written.manifest.metrics.source == "prometheus", written.manifest.warnings
+    assert 0 <= float(written.steps[0]["cpu_utilization"]) <= 1, written.steps[0]
 
 
 def _fallback_run(server, tmp_path, options: MetricsOptions):

@@ -11,6 +11,7 @@ keeps per process lives in one `LoadgenState` on the Environment.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 
 import gevent
 import grpc.experimental.gevent as grpc_gevent
@@ -293,20 +294,27 @@ def _start_run(environment, **_) -> None:
     _adopt_options(environment, state)
     if isinstance(environment.runner, WorkerRunner):
         return
-    try:
-        context = state.context()
-        info = check_server(context.endpoint, context.options.model)
-        writer = RunWriter(context.options.results, _manifest(context, info))
-    except SonicBenchError as e:
-        _fail(environment, str(e))
-        return
-    recorder = RunRecorder(
-        writer,
-        _run_metrics(context.options),
-        context.options.max_failed_events,
-        context.options.settings(),
-        stats_for(context.endpoint, context.options.replica_endpoints(), context.options.model),
-    )
+    with ExitStack() as early:
+        # Prometheus starts before the wait for the workload: it scrapes only ~5.5 s after
+        # it starts, and the workload's build takes that time anyway.
+        metrics = _run_metrics(state.options)
+        if metrics is not None:
+            early.enter_context(metrics)
+        try:
+            context = state.context()
+            info = check_server(context.endpoint, context.options.model)
+            writer = RunWriter(context.options.results, _manifest(context, info))
+        except SonicBenchError as e:
+            _fail(environment, str(e))
+            return
+        recorder = RunRecorder(
+            writer,
+            metrics,
+            context.options.max_failed_events,
+            context.options.settings(),
+            stats_for(context.endpoint, context.options.replica_endpoints(), context.options.model),
+        )
+        early.pop_all()  # the recorder stops the metrics recording when the run ends
     for message in recorder.metrics.warnings if recorder.metrics else ():
         logger.warning("sonic-bench: %s", message)
     state.recorder, state.warnings = recorder, []

@@ -130,7 +130,8 @@ class FailureWatch:
 class RunRecorder:
     """Writes a loadgen run folder from the records that reach this (leading) process.
 
-    Owns the run's writer and its metrics recording (entered here, left in `finish`)."""
+    Owns the run's writer and its metrics recording (entered by the caller, which hands it
+    over here; left in `finish`)."""
 
     def __init__(
         self,
@@ -159,9 +160,11 @@ class RunRecorder:
             with contextlib.suppress(SonicBenchError):  # no statistics: no such check
                 self.stats_before = stats.snapshot()
         self._resources = ExitStack()
-        self.metrics = self._resources.enter_context(metrics) if metrics is not None else None
-        if self.metrics is not None:
-            writer.update(metrics=self.metrics.info())
+        self.metrics = metrics
+        if metrics is not None:
+            self._resources.push(metrics)  # started by the caller, stopped in `finish`
+            metrics.ready_to_measure()
+            writer.update(metrics=metrics.info())
 
     def on_step(self, users: int, when: float, **extra) -> None:
         """A step begins (the staircase's event): logged, and the replicas' counts marked."""

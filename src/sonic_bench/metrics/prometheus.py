@@ -10,6 +10,7 @@ import json
 import shutil
 import string
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ class PrometheusServer:
                 "--storage.tsdb.retention.time=7d",
             ],
             log_path=self.folder / "prometheus.log",
-            ready=lambda: http_ok(f"{self.url}/-/ready") and self._scraped_every_target(),
+            ready=lambda: http_ok(f"{self.url}/-/ready"),
             startup_timeout_s=self.config.startup_timeout_s,
             leftovers=Leftovers(folders=(self.folder,) if self.owns_folder else ()),
             death_reason=_death_reason,
@@ -99,10 +100,18 @@ class PrometheusServer:
             raise PrometheusUnavailable(str(e)) from None
         return self
 
-    def _scraped_every_target(self) -> bool:
-        """Ready means every Triton target scraped once, not only /-/ready: Prometheus
-        hands its targets to the scraper after its discovery's 5 s throttle, and a run
-        that began at /-/ready had no server values for its first level's first seconds."""
+    def wait_until_scraping(self, timeout_s: float) -> bool:
+        """Whether every Triton target was scraped once within `timeout_s`. /-/ready comes
+        first: Prometheus hands its targets to the scraper ~5.5 s after it starts (its
+        discovery's 5 s throttle), and a level measured before then has no server values."""
+        deadline = time.monotonic() + timeout_s
+        while not self.scraped_every_target():
+            if not self.alive or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def scraped_every_target(self) -> bool:
         try:
             url = f"{self.url}/api/v1/targets?state=active"
             with urllib.request.urlopen(url, timeout=1.0) as response:

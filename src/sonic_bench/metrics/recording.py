@@ -55,6 +55,7 @@ class RunMetrics:
     kept: list[TimedSample] = field(default_factory=list)
     fetched_until: float | None = None
     began: float = math.inf  # when recording began: the first fetch starts there
+    scraping: bool = False  # our Prometheus has scraped every target (see ready_to_measure)
 
     def __enter__(self) -> RunMetrics:
         self.began = time.time()
@@ -89,6 +90,19 @@ class RunMetrics:
             return None
         self.status = "ok"
         return source
+
+    def ready_to_measure(self) -> None:
+        """Call before the first level: waits until a Prometheus of our own has scraped
+        every target once. It starts scraping ~5.5 s after it starts, so a run builds its
+        workload meanwhile and waits here for what is left; one that scrapes nothing
+        within its start timeout is replaced by reading Triton directly."""
+        if self.server is None or self.scraping or not isinstance(self.source, PrometheusSource):
+            return
+        timeout = self.server.config.startup_timeout_s
+        self.scraping = self.server.wait_until_scraping(timeout)
+        if not self.scraping:
+            self._degrade(f"Prometheus scraped no Triton target within {timeout:.0f} s")
+            self.scraping = True  # nothing more to wait for
 
     def _urls(self) -> tuple[str, ...]:
         urls = self.triton_metrics_urls

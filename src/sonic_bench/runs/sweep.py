@@ -309,6 +309,7 @@ def run_sweep(
             requests = plan_requests(
                 info["signature"], plan.inputs(config), plan.pool_batches, pool_for
             )
+            recording.ready_to_measure()  # Prometheus started scraping while the pool was built
             run = _sweep_one(
                 plan, reached, config, info, requests, recording, hooks, progress, repetition
             )
