@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -95,6 +96,17 @@ def test_a_sweeps_first_level_has_server_values_with_no_workload_to_build(server
     written = read_run(run.folder)
     assert written.manifest.metrics.source == "prometheus", written.manifest.warnings
     assert 0 <= float(written.steps[0]["cpu_utilization"]) <= 1, written.steps[0]
+
+
+def test_a_prometheus_that_scrapes_nothing_in_time_gives_way_to_direct_reading(server):
+    """Its first scrape comes ~5.5 s after it starts: with a start timeout of 1 s, the run
+    reads Triton directly instead, and says so."""
+    options = MetricsOptions(mode="prometheus", prometheus_port=free_port())
+    with RunMetrics(options, server.metrics_url) as metrics:
+        metrics.server.config = replace(metrics.server.config, startup_timeout_s=1.0)
+        metrics.ready_to_measure()
+        assert metrics.info().source == "direct" and metrics.info().status == "fallback"
+        assert any("scraped no Triton target within 1 s" in w for w in metrics.warnings)
 
 
 def _fallback_run(server, tmp_path, options: MetricsOptions):
