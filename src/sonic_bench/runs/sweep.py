@@ -297,7 +297,8 @@ def run_sweep(
 
         def pool_for(setting: int) -> BatchPool:
             if setting not in pools:
-                hooks.progress(f"simulating a ProtoDUNE-SP event for batch setting {setting} ...")
+                doing = "cutting the same" if pools else "simulating a"  # the event is kept
+                hooks.progress(f"{doing} ProtoDUNE-SP event for batch setting {setting} ...")
                 pools[setting] = simulated_pool(setting, seed=plan.seed)
             return pools[setting]
 
