@@ -307,6 +307,8 @@ def _start_run(environment, **_) -> None:
         except SonicBenchError as e:
             _fail(environment, str(e))
             return
+        if metrics is not None:
+            metrics.ready_to_measure()  # what is left of its first scrape's wait
         recorder = RunRecorder(
             writer,
             metrics,

@@ -163,7 +163,6 @@ class RunRecorder:
         self.metrics = metrics
         if metrics is not None:
             self._resources.push(metrics)  # started by the caller, stopped in `finish`
-            metrics.ready_to_measure()
             writer.update(metrics=metrics.info())
 
     def on_step(self, users: int, when: float, **extra) -> None:

@@ -100,9 +100,8 @@ class RunMetrics:
             return
         timeout = self.server.config.startup_timeout_s
         self.scraping = self.server.wait_until_scraping(timeout)
-        if not self.scraping:
+        if not self.scraping:  # the source becomes direct: nothing more to wait for
             self._degrade(f"Prometheus scraped no Triton target within {timeout:.0f} s")
-            self.scraping = True  # nothing more to wait for
 
     def _urls(self) -> tuple[str, ...]:
         urls = self.triton_metrics_urls
