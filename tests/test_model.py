@@ -1,8 +1,11 @@
 import hashlib
+import shutil
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers import REPOSITORY
 
 from sonic_bench.model import (
     INPUT_NAME,
@@ -11,8 +14,17 @@ from sonic_bench.model import (
     build_model,
     count_parameters,
     model_bytes,
+    repository,
 )
 from sonic_bench.model.emtrackmichel import EXPECTED_PARAMETERS
+from sonic_bench.model.repository import (
+    CONFIG_FILE,
+    MODEL_JET_TAGGER,
+    ONNX_FILE,
+    build_record,
+    export_onnx,
+    network_bytes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +73,35 @@ def test_outputs_are_a_softmax_and_a_sigmoid(model, patches):
     assert ((sigmoid > 0) & (sigmoid < 1)).all()
     # Seeded weights still separate inputs: not a constant function.
     assert softmax.std(axis=0).max() > 1e-3
+
+
+def _one_model_repository(root: Path) -> Path:
+    folder = root / "embedded" / MODEL_JET_TAGGER
+    (folder / "1").mkdir(parents=True)
+    shutil.copyfile(REPOSITORY / "embedded" / MODEL_JET_TAGGER / CONFIG_FILE, folder / CONFIG_FILE)
+    return folder / "1" / ONNX_FILE
+
+
+def test_export_keeps_what_it_built_and_builds_again_what_changed(tmp_path, monkeypatch):
+    """A second export builds nothing; a file changed since, or one recorded from other
+    code, is built again, to the same bytes."""
+    onnx_path = _one_model_repository(tmp_path)
+    assert export_onnx(tmp_path) == [onnx_path]
+    built = onnx_path.read_bytes()
+    assert built == network_bytes(MODEL_JET_TAGGER)
+
+    def no_build(*_):
+        raise AssertionError("built again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(repository, "network_bytes", no_build)
+        assert export_onnx(tmp_path) == [onnx_path]
+    onnx_path.write_bytes(built[:-1])
+    export_onnx(tmp_path)
+    assert onnx_path.read_bytes() == built
+    record = build_record(onnx_path)
+    record.write_text(record.read_text().replace('"key": "', '"key": "other code '))
+    with monkeypatch.context() as patched:
+        patched.setattr(repository, "network_bytes", no_build)
+        with pytest.raises(AssertionError, match="built again"):
+            export_onnx(tmp_path)

@@ -58,7 +58,7 @@ def run_export(args: argparse.Namespace) -> int:
         paths = export_onnx(args.repository, args.seed)
     digest = hashlib.sha256(paths[0].read_bytes()).hexdigest()[:16]
     for path in paths:
-        print(f"wrote {path}")
+        print(f"ready {path}")  # built, or kept: built before from the same code
     print(f"EmTrackMichelId, seed {args.seed}, sha256 {digest}…")
     return 0
 

@@ -8,8 +8,13 @@ are generated, hard-linked so that the copies cost no disk.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.metadata
+import json
 import os
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -118,7 +123,7 @@ def torch_copy(repository: Path, root: Path, device: str, compute: str = "torch"
             onnx = source / "1" / ONNX_FILE
             if not onnx.exists():
                 raise SonicBenchError(f"{onnx} is missing: run 'sonic-bench model export' first")
-            _link_or_copy(onnx, target / "1" / ONNX_FILE, onnx.read_bytes())
+            _link_or_copy(onnx, target / "1" / ONNX_FILE)
             config.parameters["compute"].string_value = compute
             config.parameters["device"].string_value = device
             config.parameters["torch_dtype"].string_value = dtype
@@ -188,7 +193,10 @@ def network_bytes(network: str, precision: str = FP32, seed: int | None = None) 
 def export_onnx(repository: Path, seed: int | None = None) -> list[Path]:
     """Write model.onnx into every model of `repository` that needs one (hard links
     between the copies of one network in one precision); returns the paths. `seed` is
-    EmTrackMichelId's (the other networks keep their own)."""
+    EmTrackMichelId's (the other networks keep their own). A file whose build record says
+    it was built from the same code, libraries and seed, and that still holds the bytes
+    then written, is kept: building every network takes ~11 s, and each test session,
+    benchmark and GPU check starts here."""
     networks = models_needing_onnx(repository)
     if not networks:
         raise SonicBenchError(
@@ -197,15 +205,66 @@ def export_onnx(repository: Path, seed: int | None = None) -> list[Path]:
         )
     written = []
     for (network, precision), folders in networks.items():
-        data = network_bytes(network, precision, seed)
         first = folders[0] / ONNX_FILE
-        _write_if_changed(first, data)
+        key = build_key(network, precision, seed)
+        if not _built_from(first, key):
+            data = network_bytes(network, precision, seed)
+            _write_if_changed(first, data)
+            _record_build(first, key, data)
         written.append(first)
         for folder in folders[1:]:
             target = folder / ONNX_FILE
-            _link_or_copy(first, target, data)
+            _link_or_copy(first, target)
             written.append(target)
     return written
+
+
+# What decides a network's ONNX bytes besides its name, precision and seed: the code that
+# builds and converts it (the workload's too: int8-static calibrates on its patches) and
+# the libraries that serialize and convert it.
+BUILD_SOURCES = ("sonic_bench.model", "sonic_bench.workload")
+BUILD_LIBRARIES = ("numpy", "onnx", "onnxruntime", "onnxconverter-common", "protobuf")
+BUILD_RECORD_SUFFIX = ".build"
+
+
+def build_key(network: str, precision: str, seed: int | None) -> str:
+    """A digest of everything the bytes of `network` in `precision` are built from."""
+    digest = hashlib.sha256(_code_and_libraries().encode())
+    digest.update(json.dumps([network, precision, seed]).encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _code_and_libraries() -> str:
+    digest = hashlib.sha256()
+    for package in BUILD_SOURCES:
+        folder = Path(importlib.import_module(package).__file__).parent
+        for source in sorted(folder.glob("*.py")):
+            digest.update(source.name.encode() + source.read_bytes())
+    versions = {name: importlib.metadata.version(name) for name in BUILD_LIBRARIES}
+    return digest.hexdigest() + json.dumps(versions, sort_keys=True)
+
+
+def build_record(path: Path) -> Path:
+    """The file beside a model.onnx that says what it was built from."""
+    return path.with_name(path.name + BUILD_RECORD_SUFFIX)
+
+
+def _record_build(path: Path, key: str, data: bytes) -> None:
+    record = {"key": key, "sha256": hashlib.sha256(data).hexdigest()}
+    build_record(path).write_text(json.dumps(record) + "\n")
+
+
+def _built_from(path: Path, key: str) -> bool:
+    """True when `path` holds the bytes its build record says were built from `key`: a
+    file changed or replaced since, or one recorded from other code, is built again."""
+    try:
+        record = json.loads(build_record(path).read_text())
+        if record.get("key") != key:
+            return False
+        return hashlib.sha256(path.read_bytes()).hexdigest() == record.get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -217,7 +276,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _link_or_copy(source: Path, target: Path, data: bytes) -> None:
+def _link_or_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and os.path.samefile(source, target):
         return
@@ -225,4 +284,4 @@ def _link_or_copy(source: Path, target: Path, data: bytes) -> None:
     try:
         os.link(source, target)
     except OSError:
-        _write_if_changed(target, data)
+        _write_if_changed(target, source.read_bytes())
