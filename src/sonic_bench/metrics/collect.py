@@ -4,12 +4,14 @@ usable, Triton's /metrics read directly at the same interval. Both give timed sa
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from sonic_bench.metrics.exposition import scrape
 
@@ -31,6 +33,12 @@ SERIES = (
     "nv_cpu_utilization",
     "nv_cpu_memory_used_bytes",
 )
+
+
+# A series every Triton exports from its start, for each model it serves: its newest
+# sample's time is its target's last scrape.
+SCRAPED_SERIES = "nv_inference_count"
+QUERY_TIMEOUT_S = 10.0  # a range query over a whole run takes well under a second
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,13 @@ class PrometheusSource:
     def __init__(self, url: str, interval_s: float = 1.0):
         self.url = url
         self.interval_s = interval_s
-        self._client = PrometheusConnect(url=url, disable_ssl=True)
+        # The client's own retries back off for 6 s before giving up on a Prometheus that is
+        # gone, and it waits forever on one that accepts and never answers: a run would
+        # stall there instead of reading Triton directly.
+        retry = Retry(total=2, backoff_factor=0.1, status_forcelist=(429, 500, 502, 503, 504))
+        self._client = PrometheusConnect(
+            url=url, disable_ssl=True, retry=retry, timeout=QUERY_TIMEOUT_S
+        )
 
     def reachable(self) -> bool:
         try:
@@ -69,10 +83,7 @@ class PrometheusSource:
             return False
 
     def samples(self, start: float, end: float) -> list[TimedSample]:
-        # Wait for the scrape that covers `end`, so a level's last second is not lost.
-        lag = end + self.interval_s * 1.5 - time.time()
-        if lag > 0:
-            time.sleep(lag)
+        self._wait_for_scrape_after(end)
         out: list[TimedSample] = []
         query = '{__name__=~"' + "|".join(SERIES) + '"}'
         result = self._client.custom_query_range(
@@ -89,6 +100,22 @@ class PrometheusSource:
             keep = tuple(sorted((k, v) for k, v in labels.items() if k != "job"))
             out += [TimedSample(float(t), metric, keep, float(v)) for t, v in series["values"]]
         return sorted(out, key=lambda s: s.t)
+
+    def _wait_for_scrape_after(self, end: float) -> None:
+        """Until Prometheus holds a scrape taken at or after `end` of every server it
+        scrapes, so a level's last second is not lost: ~half an interval past `end` on
+        average, at most one and a half (a target that stopped answering)."""
+        deadline = end + self.interval_s * 1.5
+        while time.time() < deadline and self._oldest_latest_scrape() < end:
+            time.sleep(0.05)
+
+    def _oldest_latest_scrape(self) -> float:
+        """When the target scraped least recently was last scraped (-inf: not known)."""
+        try:
+            result = self._client.custom_query(f"min(timestamp({SCRAPED_SERIES}))")
+            return float(result[0]["value"][1])
+        except Exception:  # no answer yet: the deadline decides
+            return -math.inf
 
     def close(self) -> None:
         pass
@@ -112,6 +139,8 @@ class DirectSource:
         self._samples: list[TimedSample] = []
         self.errors = 0
         self._stop = threading.Event()
+        self._rounds = threading.Condition()
+        self._last_round = -math.inf  # when the last finished round of reads began
         self._thread = threading.Thread(target=self._run, daemon=True, name="sonic-scrape")
         self._thread.start()
 
@@ -127,12 +156,19 @@ class DirectSource:
                             self._samples.append(TimedSample(began, s.metric, labels, s.value))
                 except OSError:
                     self.errors += 1  # the server may be restarting; keep trying
+            with self._rounds:
+                self._last_round = began
+                self._rounds.notify_all()
             self._stop.wait(max(0.0, self.interval_s - (time.time() - began)))
 
     def samples(self, start: float, end: float) -> list[TimedSample]:
-        lag = end + self.interval_s * 1.1 - time.time()
-        if lag > 0 and not self._stop.is_set():
-            time.sleep(lag)
+        # Until a round of reads that began at or after `end` is done: a level's last
+        # second is not lost (at most 1.1 intervals past `end`, a server slow to answer).
+        with self._rounds:
+            self._rounds.wait_for(
+                lambda: self._last_round >= end or self._stop.is_set(),
+                timeout=max(0.0, end + self.interval_s * 1.1 - time.time()),
+            )
         return [s for s in list(self._samples) if start <= s.t <= end + self.interval_s]
 
     def close(self) -> None:
