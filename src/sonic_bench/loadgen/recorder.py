@@ -305,13 +305,15 @@ class RunRecorder:
     def finish(self, status: RunStatus, warnings: tuple[str, ...] = ()) -> Path:
         """Write what is left, stop the metrics recording, and close the manifest. A run
         in which requests failed is never `complete`."""
-        self.steps.close(time.time())
+        ended = time.time()
+        self.steps.close(ended)
         self._mark_replicas(len(self.steps.steps))  # the last step's end
         self.write_finished_steps(float("inf"))
         try:
             if self.metrics is not None:
                 answered = sum(len(t.latencies_ms) for t in self.tallies.values())
-                self.metrics.record(self.writer, self.started, time.time(), answered)
+                # Up to the last step's end: its scrape is already awaited, not one more.
+                self.metrics.record(self.writer, self.started, ended, answered)
         finally:
             self._resources.close()
         failed = self.failures.warnings() + self.mismatches + self._shared_server()
