@@ -18,6 +18,7 @@ from tritonclient.utils import InferenceServerException
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.baseline import infer as infer_in_process
 from sonic_bench.measure.baseline import open_session
+from sonic_bench.metrics.exposition import model_value, scrape
 from sonic_bench.model.emtrackmichel import INPUT_NAME, MICHEL_OUTPUT, TRACK_EM_OUTPUT
 from sonic_bench.model.repository import (
     MODEL_CALIBRATION,
@@ -168,6 +169,39 @@ def test_stop_leaves_no_server_or_stub_processes(repository):
         server.stop()
     gone, alive = psutil.wait_procs(family, timeout=5)
     assert not alive and len(gone) == len(family)
+
+
+def test_stop_with_requests_in_flight_answers_what_the_server_still_answers(repository):
+    """The stop cuts Triton's shutdown short only once nothing more can be answered: the
+    request executing when it comes is answered; a queued one is answered or refused by
+    Triton itself (gRPC: the model is unloading), never cut off with the connection."""
+    model = MODEL_NO_DYNAMIC_BATCHING  # one instance, no batching: one executes, two queue
+    server = EmbeddedServer(server_config(models=(model,))).start()
+    answers, errors = [], []
+
+    def send() -> None:
+        try:
+            answers.append(grpc_infer(server, model, np.zeros((1024, 48, 48, 1), np.float32)))
+        except InferenceServerException as e:
+            errors.append(str(e))
+
+    senders = [threading.Thread(target=send) for _ in range(3)]
+    try:
+        for sender in senders:
+            sender.start()
+        while _pending(server, model) < 2:  # polling the server's own count
+            time.sleep(0.01)
+    finally:
+        server.stop()
+        for sender in senders:
+            sender.join(timeout=60)
+    assert answers and all(sigmoid.shape == (1024, 1) for _, sigmoid in answers)
+    assert len(answers) + len(errors) == 3
+    assert all("StatusCode.NOT_FOUND" in e for e in errors), errors
+
+
+def _pending(server, model: str) -> float:
+    return model_value(scrape(server.metrics_url), "nv_inference_pending_request_count", model)
 
 
 def test_port_in_use_is_one_clear_error(repository):

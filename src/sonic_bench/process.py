@@ -100,10 +100,10 @@ class ManagedProcess:
     leftovers: Leftovers = field(default_factory=Leftovers)
     # Turns the log text and exit code of a server that died during start into one line.
     death_reason: Callable[[str, int | None], str] | None = None
-    # Whether, from what the server logged since it was told to stop, the rest of its
-    # shutdown is of use to no one and may be cut short (SIGKILL; its leftovers are
-    # removed as after any stop). None: it always runs to its end.
-    shutdown_moot: Callable[[str], bool] | None = None
+    # Whether, once the server was told to stop, the rest of its shutdown is of use to no
+    # one and may be cut short (SIGKILL; its leftovers are removed as after any stop).
+    # None: it always runs to its end.
+    shutdown_moot: Callable[[], bool] | None = None
     process: subprocess.Popen[bytes] | None = None
     _reaper: Reaper | None = None
 
@@ -176,9 +176,8 @@ class ManagedProcess:
         """End the process and every process of its group, then remove its leftovers."""
         if self.process is not None:
             group = self.process.pid
-            logged_before = self._log_size()
             _signal_group(group, signal.SIGTERM)
-            self._wait_for_shutdown(logged_before, timeout_s)
+            self._wait_for_shutdown(timeout_s)
             # What is left of the group (backend stubs, a shutdown cut short) ends here.
             _signal_group(group, signal.SIGKILL)
             self.process.wait()
@@ -188,30 +187,14 @@ class ManagedProcess:
             self._reaper.dismiss()
             self._reaper = None
 
-    def _wait_for_shutdown(self, logged_before: int, timeout_s: float) -> None:
+    def _wait_for_shutdown(self, timeout_s: float) -> None:
         """Until the process exits, its shutdown turns moot, or `timeout_s` passes."""
         assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while self.process.poll() is None and time.monotonic() < deadline:
-            if self.shutdown_moot is not None and self.shutdown_moot(
-                self._log_since(logged_before)
-            ):
+            if self.shutdown_moot is not None and self.shutdown_moot():
                 return
             time.sleep(0.02)
-
-    def _log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def _log_since(self, offset: int) -> str:
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(offset)
-                return log.read().decode(errors="replace")
-        except OSError:
-            return ""
 
     def __enter__(self) -> ManagedProcess:
         return self

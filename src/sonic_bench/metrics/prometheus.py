@@ -141,7 +141,7 @@ class PrometheusServer:
         self.stop()
 
 
-def _nothing_kept(_logged_since_stop: str) -> bool:
+def _nothing_kept() -> bool:
     return True
 
 

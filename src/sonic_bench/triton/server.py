@@ -22,13 +22,7 @@ from sonic_bench.triton.install import backend_directory, find_install
 # Big enough for a 1693-patch request (15.6 MB) without the stub growing its region per call.
 PYTHON_SHM_BYTES = 64 * 1024 * 1024
 _LOAD_FAILURE = re.compile(r"failed to load '([^']+)'.*?: (.*)$")
-# What Triton logs after SIGTERM once every in-flight inference is answered. What follows
-# is the models' unload, which it checks in 1-s steps (~2.3 s here), and no one waits for.
-_DRAINED = "All models are stopped, unloading models"
-
-
-def _answered_everything(logged_since_stop: str) -> bool:
-    return _DRAINED in logged_since_stop
+_LOADED_OR_UNLOADED = re.compile(r"successfully (loaded|unloaded) '([^']+)'")
 
 
 @dataclass(frozen=True)
@@ -138,7 +132,7 @@ class EmbeddedServer:
                 shm_prefixes=(self.shm_prefix,),
             ),
             death_reason=self._death_reason,
-            shutdown_moot=_answered_everything,
+            shutdown_moot=self._unloaded_everything,
         )
         try:
             self.managed.start(on_wait)
@@ -169,6 +163,16 @@ class EmbeddedServer:
             return f"model '{name}' failed to load: {reason.strip()}{self._log_hint()}"
         last = last_line(log)
         return f"tritonserver exited during start (code {code}): {last}{self._log_hint()}"
+
+    def _unloaded_everything(self) -> bool:
+        """Whether every model the server loaded is unloaded again: after SIGTERM, once the
+        last is, nothing more can be answered (its unload waits for what it executes).
+        What is left of Triton's shutdown is checking so in 1-s steps: about a second."""
+        assert self.managed is not None
+        last = dict(
+            (name, event) for event, name in _LOADED_OR_UNLOADED.findall(self.managed.log_text())
+        )
+        return all(event == "unloaded" for event in last.values())
 
     def wait(self) -> int:
         """Block until the server exits; its exit code."""
