@@ -8,10 +8,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import requests
 
 from sonic_bench.engine.client import EncodedBatches, InferClient
 from sonic_bench.engine.endpoint import Endpoint
 from sonic_bench.measure.level import Level, MeasurementSettings, measure_level
+from sonic_bench.metrics.collect import PrometheusSource
 from sonic_bench.metrics.exposition import parse
 from sonic_bench.metrics.recording import MetricsOptions, RunMetrics
 from sonic_bench.metrics.summary import counter_increase
@@ -138,6 +140,20 @@ def test_prometheus_port_taken_falls_back(server, tmp_path):
 def test_unreachable_prometheus_url_falls_back(server, tmp_path):
     options = MetricsOptions(prometheus_url=f"http://127.0.0.1:{free_port()}")
     assert "unreachable" in _fallback_run(server, tmp_path, options)
+
+
+@pytest.mark.timeout(30)  # the client's default waited for ever here
+def test_a_prometheus_that_never_answers_is_given_up_on():
+    """One that accepts connections and never answers (hung, or the port is something
+    else's): the reachability check says no and a query fails, each within its timeout,
+    so a run reads Triton directly instead of stalling."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        source = PrometheusSource(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout_s=0.5)
+        assert not source.reachable()
+        with pytest.raises(requests.RequestException):
+            source.samples(time.time() - 10, time.time() - 5)
 
 
 def test_exposition_parser_reads_labels_and_values():

@@ -65,16 +65,17 @@ class PrometheusSource:
 
     name = "prometheus"
 
-    def __init__(self, url: str, interval_s: float = 1.0):
+    def __init__(self, url: str, interval_s: float = 1.0, timeout_s: float = QUERY_TIMEOUT_S):
         self.url = url
         self.interval_s = interval_s
         # The client's own retries back off for 6 s before giving up on a Prometheus that is
         # gone, and it waits forever on one that accepts and never answers: a run would
-        # stall there instead of reading Triton directly.
-        retry = Retry(total=2, backoff_factor=0.1, status_forcelist=(429, 500, 502, 503, 504))
-        self._client = PrometheusConnect(
-            url=url, disable_ssl=True, retry=retry, timeout=QUERY_TIMEOUT_S
+        # stall there instead of reading Triton directly. A query sent and not answered in
+        # `timeout_s` is not sent again.
+        retry = Retry(
+            total=2, read=0, backoff_factor=0.1, status_forcelist=(429, 500, 502, 503, 504)
         )
+        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=retry, timeout=timeout_s)
 
     def reachable(self) -> bool:
         try:
