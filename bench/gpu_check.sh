@@ -55,7 +55,7 @@ if [ "$QUICK" = 1 ]; then  # the dry run: every step once, as briefly as it goes
   LEVELS=1
   BATCHES=small
   WINDOWS=(--window 0.3 --warmup 0.1 --max-windows 2 --percentiles 50)
-  ACCURACY=(--accuracy-events 1)
+  ACCURACY=(--accuracy-events 1 --accuracy-event-scale 0.02)
 else
   LEVELS=1,2,4,8,16,32
   BATCHES=small,large

@@ -174,7 +174,7 @@ def test_a_sweep_over_variants_prints_speed_beside_drift(server, tmp_path, capsy
     same server; one table of both, FP32's throughput ratio 1 and its drift 0."""
     argv = quick_sweep(server, tmp_path, "--concurrency", "1", "--accuracy")
     argv[argv.index("--model") + 1] = f"{MODEL_DYNAMIC_BATCHING},{INT8}"
-    argv += ["--accuracy-events", "1"]
+    argv += ["--accuracy-events", "1", "--accuracy-event-scale", "0.02"]
     code = main(argv)
     out = capsys.readouterr().out
     assert code == 0, out
@@ -187,6 +187,15 @@ def test_a_sweep_over_variants_prints_speed_beside_drift(server, tmp_path, capsy
         json.loads((p / "manifest.json").read_text())["kind"] for p in tmp_path.iterdir()
     )
     assert kinds == ["accuracy", "accuracy", "sweep", "sweep"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--accuracy-events", "0"), ("--accuracy-event-scale", "2"), ("--accuracy-concurrency", "0")],
+)
+def test_a_sweeps_accuracy_flags_are_the_ones_its_errors_name(capsys, flag, value):
+    assert main(["sweep", "--accuracy", flag, value]) == 2
+    assert capsys.readouterr().err.startswith(f"sonic-bench: error: {flag} {value}")
 
 
 def test_drift_and_near_equal_requests_are_no_mix_up_but_a_swap_under_drift_is():

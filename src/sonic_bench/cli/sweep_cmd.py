@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sonic_bench.accuracy.run import DEFAULT_EVENTS, AccuracyPlan
+from sonic_bench.accuracy.run import DEFAULT_EVENT_SCALE, DEFAULT_EVENTS, AccuracyPlan
 from sonic_bench.cli.common import float_list, int_list, progress
 from sonic_bench.cli.metrics_options import add_metrics_options, metrics_options
 from sonic_bench.cli.serve_cmd import add_server_options, gateway_options, server_config
 from sonic_bench.cli.sweep_output import print_summary, print_variants, show_window
+from sonic_bench.errors import SonicBenchError
 from sonic_bench.measure.level import LevelHooks, MeasurementSettings
 from sonic_bench.measure.verdict import DEFAULT_PERCENTILES, parse_percentiles
 from sonic_bench.measure.windows import StabilityRule
-from sonic_bench.runs.options import add_target_options, target_options
+from sonic_bench.runs.options import TargetOptions, add_target_options, target_options
 from sonic_bench.runs.sweep import (
     SweepPlan,
     configurations,
@@ -122,6 +123,12 @@ def register(commands) -> None:
         "--accuracy-events", type=int, default=DEFAULT_EVENTS, help="ProtoDUNE-SP events"
     )
     accuracy.add_argument(
+        "--accuracy-event-scale",
+        type=float,
+        default=DEFAULT_EVENT_SCALE,
+        help="fraction of a full event's hits (default %(default)s, as `sonic-bench accuracy`)",
+    )
+    accuracy.add_argument(
         "--accuracy-concurrency", type=int, default=4, help="requests in flight meanwhile"
     )
     workload = parser.add_argument_group("workload")
@@ -167,16 +174,22 @@ def plan_from(args: argparse.Namespace) -> SweepPlan:
         engine=args.engine,
         latency_budget_ms=args.latency_budget,
         uniform_batches=args.uniform_batches,
-        accuracy=AccuracyPlan(
+        accuracy=_accuracy_plan(args, options) if args.accuracy else None,
+    )
+
+
+def _accuracy_plan(args: argparse.Namespace, options: TargetOptions) -> AccuracyPlan:
+    try:
+        return AccuracyPlan(
             model=options.model or "",
             inputs=options.inputs(None),
             concurrency=args.accuracy_concurrency,
             events=args.accuracy_events,
+            event_scale=args.accuracy_event_scale,
             results=args.results,
         )
-        if args.accuracy
-        else None,
-    )
+    except SonicBenchError as e:  # it names `sonic-bench accuracy`'s flags: name ours
+        raise SonicBenchError(str(e).replace("--", "--accuracy-", 1)) from None
 
 
 def target_from(args: argparse.Namespace, models: tuple[str, ...] = ()) -> Target:
