@@ -16,10 +16,12 @@ from sonic_bench.model import (
     model_bytes,
     repository,
 )
-from sonic_bench.model.emtrackmichel import EXPECTED_PARAMETERS
+from sonic_bench.model.emtrackmichel import DEFAULT_SEED, EXPECTED_PARAMETERS
 from sonic_bench.model.repository import (
     CONFIG_FILE,
+    EMTRACKMICHEL,
     MODEL_JET_TAGGER,
+    MODEL_NO_DYNAMIC_BATCHING,
     ONNX_FILE,
     build_record,
     export_onnx,
@@ -75,26 +77,30 @@ def test_outputs_are_a_softmax_and_a_sigmoid(model, patches):
     assert softmax.std(axis=0).max() > 1e-3
 
 
-def _one_model_repository(root: Path) -> Path:
-    folder = root / "embedded" / MODEL_JET_TAGGER
-    (folder / "1").mkdir(parents=True)
-    shutil.copyfile(REPOSITORY / "embedded" / MODEL_JET_TAGGER / CONFIG_FILE, folder / CONFIG_FILE)
-    return folder / "1" / ONNX_FILE
+def _repository_of(root: Path, *models: str) -> list[Path]:
+    """A repository of copies of `models`' configs; their model.onnx paths."""
+    paths = []
+    for model in models:
+        folder = root / "embedded" / model
+        (folder / "1").mkdir(parents=True)
+        shutil.copyfile(REPOSITORY / "embedded" / model / CONFIG_FILE, folder / CONFIG_FILE)
+        paths.append(folder / "1" / ONNX_FILE)
+    return paths
+
+
+def _no_build(*_):
+    raise AssertionError("built again")
 
 
 def test_export_keeps_what_it_built_and_builds_again_what_changed(tmp_path, monkeypatch):
     """A second export builds nothing; a file changed since, or one recorded from other
     code, is built again, to the same bytes."""
-    onnx_path = _one_model_repository(tmp_path)
+    (onnx_path,) = _repository_of(tmp_path, MODEL_JET_TAGGER)
     assert export_onnx(tmp_path) == [onnx_path]
     built = onnx_path.read_bytes()
     assert built == network_bytes(MODEL_JET_TAGGER)
-
-    def no_build(*_):
-        raise AssertionError("built again")
-
     with monkeypatch.context() as patched:
-        patched.setattr(repository, "network_bytes", no_build)
+        patched.setattr(repository, "network_bytes", _no_build)
         assert export_onnx(tmp_path) == [onnx_path]
     onnx_path.write_bytes(built[:-1])
     export_onnx(tmp_path)
@@ -102,6 +108,26 @@ def test_export_keeps_what_it_built_and_builds_again_what_changed(tmp_path, monk
     record = build_record(onnx_path)
     record.write_text(record.read_text().replace('"key": "', '"key": "other code '))
     with monkeypatch.context() as patched:
-        patched.setattr(repository, "network_bytes", no_build)
+        patched.setattr(repository, "network_bytes", _no_build)
         with pytest.raises(AssertionError, match="built again"):
             export_onnx(tmp_path)
+
+
+def test_export_builds_again_for_another_weight_seed_only(tmp_path, monkeypatch):
+    """The default seed given or left out is one build; another seed is another, and it
+    is EmTrackMichelId's: the jet tagger keeps its own weights."""
+    _repository_of(tmp_path, MODEL_NO_DYNAMIC_BATCHING, MODEL_JET_TAGGER)
+    export_onnx(tmp_path)
+    with monkeypatch.context() as patched:
+        patched.setattr(repository, "network_bytes", _no_build)
+        export_onnx(tmp_path, seed=DEFAULT_SEED)
+    built = []
+
+    def building(network: str, precision: str, seed: int | None = None) -> bytes:
+        built.append(network)
+        return network_bytes(network, precision, seed)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(repository, "network_bytes", building)
+        export_onnx(tmp_path, seed=DEFAULT_SEED + 1)
+    assert built == [EMTRACKMICHEL]

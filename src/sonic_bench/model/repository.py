@@ -22,7 +22,7 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from sonic_bench.errors import SonicBenchError
 from sonic_bench.model import jettagger
-from sonic_bench.model.emtrackmichel import model_bytes
+from sonic_bench.model.emtrackmichel import DEFAULT_SEED, model_bytes
 from sonic_bench.model.precision import FP32, PRECISIONS, convert, protodune_calibration
 
 MODEL_DYNAMIC_BATCHING = "cnn_emtrkmichel_1"  # LArSoft's name for this model
@@ -228,9 +228,11 @@ BUILD_RECORD_SUFFIX = ".build"
 
 
 def build_key(network: str, precision: str, seed: int | None) -> str:
-    """A digest of everything the bytes of `network` in `precision` are built from."""
+    """A digest of everything the bytes of `network` in `precision` are built from. The
+    seed is EmTrackMichelId's (None: its default); the other networks keep their own."""
+    weights = (DEFAULT_SEED if seed is None else seed) if network == EMTRACKMICHEL else None
     digest = hashlib.sha256(_code_and_libraries().encode())
-    digest.update(json.dumps([network, precision, seed]).encode())
+    digest.update(json.dumps([network, precision, weights]).encode())
     return digest.hexdigest()
 
 
