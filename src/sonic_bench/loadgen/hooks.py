@@ -11,6 +11,7 @@ keeps per process lives in one `LoadgenState` on the Environment.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import ExitStack
 
 import gevent
@@ -26,6 +27,7 @@ from sonic_bench.loadgen.context import LoadgenContext, build_context
 from sonic_bench.loadgen.options import LoadgenOptions, add_arguments, from_parsed
 from sonic_bench.loadgen.recorder import (
     FLUSH_INTERVAL_S,
+    LAST_RECORDS,
     MESSAGE,
     STEP_GRACE_S,
     RecordBuffer,
@@ -92,7 +94,11 @@ def _set_up(environment, **_) -> None:
         environment.events.request.add_listener(state.buffer.on_request)
         environment.events.sonic_event.add_listener(state.buffer.on_event)
         gevent.spawn(_flush_forever, environment, state)
-    if not isinstance(runner, WorkerRunner):
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(
+            LAST_RECORDS, lambda *_, **__: _flush(environment, state, last=True)
+        )
+    else:
         runner.register_message(MESSAGE, _on_records)
     if isinstance(runner, MasterRunner):  # the event does not say which environment
         environment.events.worker_connect.add_listener(
@@ -150,14 +156,17 @@ def _context_ready(environment, pending: AsyncResult, done) -> None:
         _fail(environment, str(e))
 
 
-def _flush(environment, state: LoadgenState) -> None:
+def _flush(environment, state: LoadgenState, last: bool = False) -> None:
+    """Send the records kept since the last flush; `last`: a worker's final ones, which the
+    master asked for as the run ends, sent even if there are none (it waits for them)."""
     if state.buffer is None:
         return
     payload = state.buffer.take()
-    if payload["requests"] or payload["events"]:
+    if payload["requests"] or payload["events"] or last:
         # Who sent it and with which settings: the master records and compares them.
         payload["worker"] = getattr(environment.runner, "client_id", "local")
         payload["settings"] = state.options.settings()
+        payload["last"] = last
         environment.runner.send_message(MESSAGE, payload)
 
 
@@ -179,6 +188,8 @@ def _note_cpu(environment, state: LoadgenState) -> None:
 
 def _on_records(environment, msg, **_) -> None:
     state = state_of(environment)
+    if msg.data.get("last"):
+        state.sent_last.add(msg.data.get("worker"))
     recorder = state.recorder
     if recorder is None:
         return
@@ -371,11 +382,11 @@ def _stop_run(environment, **_) -> None:
     if not hasattr(environment, ATTRIBUTE):
         return
     state = state_of(environment)
-    _flush(environment, state)  # a worker's last records go to the master now
+    _flush(environment, state)  # a worker's records go to the master now
     if state.recorder is None or isinstance(environment.runner, WorkerRunner):
         return
     if isinstance(environment.runner, MasterRunner):
-        gevent.sleep(STEP_GRACE_S)  # the workers' last messages
+        _await_last_records(environment.runner, state)
         _note_missing_workers(environment, state)
     staircase = state.options.staircase_schedule()
     shape = environment.shape_class
@@ -383,6 +394,19 @@ def _stop_run(environment, **_) -> None:
         shape is not None and staircase.target(shape.get_run_time()) is None
     )
     _finish(environment, "complete" if done and not state.lost_worker else "partial")
+
+
+def _await_last_records(runner: MasterRunner, state: LoadgenState) -> None:
+    """Asks every worker for its last records and waits until each one still reporting
+    has sent them, at most STEP_GRACE_S (a worker that is gone but not yet missed, or one
+    that runs another locustfile). Its users have stopped: nothing comes after them."""
+    runner.send_message(LAST_RECORDS)
+    deadline = time.monotonic() + STEP_GRACE_S
+    while time.monotonic() < deadline:
+        reporting = {c.id for c in runner.clients.values() if c.state != STATE_MISSING}
+        if reporting <= state.sent_last:
+            return
+        gevent.sleep(0.05)
 
 
 @events.quitting.add_listener

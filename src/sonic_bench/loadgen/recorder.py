@@ -27,6 +27,7 @@ from sonic_bench.results.store import RunWriter
 from sonic_bench.triton.stats import ModelStats, ReplicaStats, StatsReader, replica_rows
 
 MESSAGE = "sonic_records"
+LAST_RECORDS = "sonic_last_records"  # the master asks each worker for its last records
 FLUSH_INTERVAL_S = 1.0
 STEP_GRACE_S = 3.0  # records of a step may still be on their way from workers
 

@@ -26,6 +26,7 @@ class LoadgenState:
     step_watcher: Any = None  # the greenlet that fires sonic_step, while recording
     stop_reason: str | None = None  # set when the run must end early (the shape ends it)
     lost_worker: bool = False  # a worker stopped reporting mid-run
+    sent_last: set[str] = field(default_factory=set)  # workers whose last records came
 
     def context(self) -> LoadgenContext:
         """The context, waiting (cooperatively) while it is still being built."""
