@@ -400,6 +400,7 @@ def _await_last_records(runner: MasterRunner, state: LoadgenState) -> None:
     """Asks every worker for its last records and waits until each one still reporting
     has sent them, at most STEP_GRACE_S (a worker that is gone but not yet missed, or one
     that runs another locustfile). Its users have stopped: nothing comes after them."""
+    state.sent_last.clear()  # a web UI runs one test after another in one process
     runner.send_message(LAST_RECORDS)
     deadline = time.monotonic() + STEP_GRACE_S
     while time.monotonic() < deadline:
